@@ -1,0 +1,68 @@
+"""The data every part of archer exchanges: turns and trajectories.
+
+A `Trajectory` is one episode: the env and task it ran on, and its turns in order. A `Turn` is
+one agent utterance with the observation it answered and what the env returned. Everything is
+plain Python so it serialises to JSON (the dataset format, docs/datasets.md) without loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Turn:
+    observation: str
+    """The text the agent saw before speaking (the state s_t)."""
+    action: str
+    """The utterance as the agent produced it (a_t)."""
+    reward: float
+    """Reward returned by the env for this utterance (r_t)."""
+    terminated: bool
+    """The task ended after this turn (no bootstrap)."""
+    truncated: bool
+    """A time limit or an error cut the episode short after this turn (bootstrap allowed)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Per-turn flags worth keeping: invalid_action, action_truncated, answer, error."""
+
+
+@dataclass
+class Trajectory:
+    env_id: str
+    task_id: str
+    turns: list[Turn]
+    final_observation: str = ""
+    """The observation after the last turn (s_T)."""
+    success: bool = False
+    agent: str = ""
+    """Who produced it: a scripted agent name, a `module:callable`, or a policy directory."""
+    seed: int | None = None
+    error: str | None = None
+    """Set when the env raised: the episode was ended there and counted, not retried."""
+
+    @property
+    def episode_return(self) -> float:
+        return float(sum(t.reward for t in self.turns))
+
+    @property
+    def length(self) -> int:
+        return len(self.turns)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["return"] = self.episode_return
+        d["length"] = self.length
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trajectory:
+        turns = [Turn(**t) for t in d["turns"]]
+        fields = {k: d[k] for k in ("final_observation", "success", "agent", "seed", "error") if k in d}
+        traj = cls(env_id=d["env_id"], task_id=str(d["task_id"]), turns=turns, **fields)
+        if "return" in d and not math.isclose(d["return"], traj.episode_return, abs_tol=1e-6):
+            raise ValueError(
+                f"stored return {d['return']} != sum of turn rewards {traj.episode_return}"
+            )
+        return traj
