@@ -1,0 +1,76 @@
+"""A user's own env, in their own module, registered with nothing from archer but TextEnv.
+
+Used by the tests as "user_envs:GuessNumber-v0" (Gymnasium's module:EnvId form), and as a
+cheap env for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+
+from archer_envs import TextEnv
+
+
+class GuessNumberEnv(TextEnv):
+    """Find a number in 1..n with "Is it more than K?" questions, then "Is it K?"."""
+
+    HEADER = "Find the number.\n"
+
+    def __init__(self, n: int = 8, max_turns: int = 6, **kwargs):
+        super().__init__(max_turns=max_turns, heldout_fraction=0.25, **kwargs)
+        self.n = n
+
+    def all_task_ids(self) -> list[str]:
+        return [str(i) for i in range(1, self.n + 1)]
+
+    def _begin(self, task_id: str) -> str:
+        self.secret, self.history = int(task_id), self.HEADER
+        return self.history
+
+    def _turn(self, action: str):
+        more = re.fullmatch(r"is it more than (\d+)\?", action.lower())
+        guess = re.fullmatch(r"is it (\d+)\?", action.lower())
+        solved = bool(guess and int(guess.group(1)) == self.secret)
+        if more:
+            answer = "Yes." if self.secret > int(more.group(1)) else "No."
+        else:
+            answer = "Yes." if solved else "No."
+        self.history += f"{action or '(nothing)'} {answer}\n"
+        return self.history, (0.0 if solved else -1.0), solved, {}
+
+    def make_agent(self, name: str, seed: int = 0, noise: float = 0.0):
+        if name == "random":
+            import random
+
+            rng = random.Random(seed)
+            pool = [f"Is it more than {k}?" for k in range(1, self.n)] + [
+                f"Is it {k}?" for k in range(1, self.n + 1)
+            ]
+            return lambda obs: rng.choice(pool)
+        raise ValueError(f"unknown agent {name!r}")
+
+
+def bisect_agent(observation: str) -> str:
+    """A user's scripted policy: binary search, reading only the observation."""
+    low, high = 1, 8
+    for line in observation.splitlines()[1:]:
+        m = re.match(r"Is it more than (\d+)\? (Yes|No)\.", line)
+        if m:
+            k = int(m.group(1))
+            low, high = (k + 1, high) if m.group(2) == "Yes" else (low, k)
+    return f"Is it {low}?" if low == high else f"Is it more than {(low + high) // 2}?"
+
+
+class BrokenEnv(GuessNumberEnv):
+    """Raises on its third step: an env bug must end the episode, not the run."""
+
+    def _turn(self, action: str):
+        if self._turns == 2:
+            raise RuntimeError("simulated env bug")
+        return super()._turn(action)
+
+
+gym.register(id="GuessNumber-v0", entry_point=GuessNumberEnv)
+gym.register(id="BrokenGuessNumber-v0", entry_point=BrokenEnv)
