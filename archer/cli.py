@@ -1,0 +1,280 @@
+"""`archer` command line: envs, play, collect, sft, eval, quickstart.
+
+Every command that trains or evaluates takes `--config FILE` and trailing `key=value`
+overrides of the structured config (archer/config.py), validated before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from archer.buffer.dataset import DatasetError
+from archer.config import Config, ConfigError, load_config
+from archer.errors import PolicyLoadError
+from archer.rollout.envs import EnvError
+
+USER_ERRORS = (ConfigError, DatasetError, EnvError, PolicyLoadError, ValueError, FileNotFoundError)
+
+
+def _config(args: argparse.Namespace, extra: list[str]) -> Config:
+    return load_config(getattr(args, "config", None), [*extra, *getattr(args, "overrides", [])])
+
+
+def _kv(pairs: list[str]) -> dict[str, object]:
+    """Parse `key=value` env kwargs; values are JSON when they parse as JSON, else strings."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_envs_list(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import archer_envs
+
+    for env_id in archer_envs.ENV_IDS:
+        spec = gym.spec(env_id)
+        print(f"{env_id:36s} {spec.entry_point}  {spec.kwargs or ''}")
+    others = sorted(k for k in gym.registry if k.startswith("archer/") and k not in archer_envs.ENV_IDS)
+    for env_id in others:
+        print(f"{env_id:36s} {gym.spec(env_id).entry_point}")
+    return 0
+
+
+def cmd_envs_check(args: argparse.Namespace) -> int:
+    import archer_envs  # noqa: F401
+    from archer_envs.checker import check_text_env
+
+    report = check_text_env(args.env_id, episodes=args.episodes, seed=args.seed,
+                            env_kwargs=_kv(args.kw))
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from archer.rollout.envs import make_env
+
+    env = make_env(args.env_id, **_kv(args.kw))
+    options = {"task_id": args.task} if args.task else {"split": args.split}
+    obs, info = env.reset(seed=args.seed, options=options)
+    print(f"{args.env_id}: type a question and press enter; ctrl-d quits.\n")
+    print(obs, end="" if obs.endswith("\n") else "\n")
+    total = 0.0
+    for line in sys.stdin:
+        obs, reward, terminated, truncated, info = env.step(line.rstrip("\n"))
+        total += reward
+        print(obs.splitlines()[-1] if obs.strip() else obs)
+        if terminated or truncated:
+            outcome = "solved" if info.get("success") else "not solved"
+            print(f"\nepisode over ({outcome}); return {total:g}; the answer was {info['task_id']!r}")
+            return 0
+    print(f"\nquit; the answer was {info['task_id']!r}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from archer.evaluation import collect
+
+    extra = [f"env.id={args.env}"] if args.env else []
+    for key in ("agent", "episodes", "noise", "split"):
+        if getattr(args, key) is not None:
+            extra.append(f"collect.{key}={getattr(args, key)}")
+    if args.seed is not None:
+        extra.append(f"seed={args.seed}")
+    cfg = _config(args, extra)
+    summary = collect(cfg, args.out, progress=not args.quiet)
+    print(json.dumps({"out": str(args.out), **summary}))
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from archer.offline import train_sft
+
+    cfg = _config(args, [])
+    summary = train_sft(cfg, args.data, args.out, progress=not args.quiet)
+    print(json.dumps({"out": str(args.out), **summary}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from archer.evaluation import evaluate
+
+    extra = [f"env.id={args.env}"] if args.env else []
+    for key in ("episodes", "split", "decoding"):
+        if getattr(args, key) is not None:
+            extra.append(f"eval.{key}={getattr(args, key)}")
+    cfg = _config(args, extra)
+    policy = None
+    if args.policy:
+        from archer.models.policy import Policy
+
+        policy = Policy.from_pretrained(args.policy, cfg.device, cfg.model.max_context_tokens)
+    summary, _ = evaluate(cfg, policy=policy, agent=args.agent, progress=not args.json)
+    summary["agent" if args.agent else "policy"] = args.agent or args.policy
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>18s}: {value:.3f}" if isinstance(value, float) else f"{key:>18s}: {value}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """The main job: scripted data -> tiny SFT policy -> evaluation against scripted baselines."""
+    from archer.evaluation import collect, evaluate
+    from archer.models.policy import Policy
+    from archer.offline import train_sft
+
+    cfg = _config(args, [])
+    out = Path(cfg.output_dir)
+    t0 = time.time()
+    tag = _digest(cfg.env, cfg.collect, cfg.seed)
+    data = out / "data" / f"{cfg.collect.agent}-{tag}.jsonl"
+    print(f"[1/3] collect {cfg.collect.episodes} episodes of '{cfg.collect.agent}' "
+          f"(noise {cfg.collect.noise}) on {cfg.env.id} -> {data}")
+    if data.exists():
+        print("      (cached)")
+    else:
+        print("      " + _fmt(collect(cfg, data)))
+    ckpt = out / "sft"
+    key = _digest(str(data), cfg.model, cfg.sft, cfg.seed)
+    print(f"[2/3] SFT a tiny policy ({cfg.model.size}) -> {ckpt}")
+    if _sft_key(ckpt) == key:
+        print("      (cached)")
+    else:
+        summary = train_sft(cfg, data, ckpt)
+        (ckpt / "archer_cache_key").write_text(key)
+        print(f"      {summary['parameters']:,} parameters, {summary['steps']} steps, "
+              f"final token NLL {summary['final_nll']:.3f}")
+    print(f"[3/3] evaluate {cfg.eval.episodes} episodes per row on the '{cfg.eval.split}' split")
+    policy = Policy.from_pretrained(ckpt, cfg.device, cfg.model.max_context_tokens)
+    rows = {}
+    for decoding in ("greedy", "sample"):
+        cfg.eval.decoding = decoding
+        rows[f"SFT policy ({decoding})"], _ = evaluate(cfg, policy=policy)
+    rows["random-question agent"], _ = evaluate(cfg, agent="random")
+    rows["info-gain expert (noise 0)"], _ = evaluate(cfg, agent="info_gain")
+    heldout = next(iter(rows.values()))["heldout"]
+    print(f"\nResults on {cfg.env.id}, split '{cfg.eval.split}'"
+          f"{'' if heldout else ' (this env has no held-out tasks: eval = train tasks)'}:")
+    print(f"  {'agent':30s} {'return':>16s} {'success':>8s} {'turns':>6s}")
+    for name, r in rows.items():
+        print(f"  {name:30s} {r['return_mean']:7.2f} ± {r['return_sem']:5.2f} (sem) "
+              f"{r['success_rate']:7.0%} {r['turns_mean']:6.1f}")
+    gain = rows["SFT policy (greedy)"]["return_mean"] - rows["random-question agent"]["return_mean"]
+    print(f"\nSFT (greedy) beats the random-question agent by {gain:+.2f} return "
+          f"({time.time() - t0:.0f} s in all).")
+    (out / "quickstart_results.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _digest(*parts: object) -> str:
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _sft_key(ckpt: Path) -> str | None:
+    f = ckpt / "archer_cache_key"
+    return f.read_text() if f.is_file() and (ckpt / "config.json").is_file() else None
+
+
+def _fmt(summary: dict) -> str:
+    return (f"return {summary['return_mean']:.2f} ± {summary['return_std']:.2f}, "
+            f"success {summary['success_rate']:.0%}, {summary['turns_mean']:.1f} turns")
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archer", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML file of config overrides")
+        sp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+    envs = sub.add_parser("envs", help="list or check environments")
+    envs_sub = envs.add_subparsers(dest="envs_command", required=True)
+    envs_sub.add_parser("list", help="list registered archer envs").set_defaults(fn=cmd_envs_list)
+    check = envs_sub.add_parser("check", help="run the text-env checker on an env id")
+    check.add_argument("env_id")
+    check.add_argument("--episodes", type=int, default=8)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--kw", action="append", default=[], metavar="key=value", help="env kwarg")
+    check.set_defaults(fn=cmd_envs_check)
+
+    play = sub.add_parser("play", help="play an env in the terminal")
+    play.add_argument("env_id")
+    play.add_argument("--task", help="task id (default: a random one of --split)")
+    play.add_argument("--split", default="train", choices=["train", "eval", "all"])
+    play.add_argument("--seed", type=int, default=None)
+    play.add_argument("--kw", action="append", default=[], metavar="key=value", help="env kwarg")
+    play.set_defaults(fn=cmd_play)
+
+    col = sub.add_parser("collect", help="collect a trajectory dataset with a scripted agent")
+    col.add_argument("--env")
+    col.add_argument("--agent", help="info_gain, random, or module:callable (obs -> action)")
+    col.add_argument("--episodes", type=int)
+    col.add_argument("--noise", type=float)
+    col.add_argument("--split", choices=["train", "eval", "all"])
+    col.add_argument("--seed", type=int)
+    col.add_argument("--out", required=True, help="output .jsonl (or .jsonl.gz)")
+    col.add_argument("--quiet", action="store_true")
+    with_config(col)
+    col.set_defaults(fn=cmd_collect)
+
+    sft = sub.add_parser("sft", help="behaviour cloning on a dataset's agent turns")
+    sft.add_argument("--data", required=True)
+    sft.add_argument("--out", required=True)
+    sft.add_argument("--quiet", action="store_true")
+    with_config(sft)
+    sft.set_defaults(fn=cmd_sft)
+
+    ev = sub.add_parser("eval", help="evaluate a policy or a scripted agent")
+    who = ev.add_mutually_exclusive_group(required=True)
+    who.add_argument("--policy", help="policy checkpoint directory (HF format)")
+    who.add_argument("--agent", help="info_gain, random, or module:callable")
+    ev.add_argument("--env")
+    ev.add_argument("--episodes", type=int)
+    ev.add_argument("--split", choices=["train", "eval", "all"])
+    ev.add_argument("--decoding", choices=["greedy", "sample"])
+    ev.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    with_config(ev)
+    ev.set_defaults(fn=cmd_eval)
+
+    qs = sub.add_parser("quickstart", help="the main job: collect -> SFT -> evaluate")
+    with_config(qs)
+    qs.set_defaults(fn=cmd_quickstart)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return int(args.fn(args))
+    except USER_ERRORS as err:
+        print(f"archer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
