@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 _PUNCT = re.compile(r"[^\w\s'-]+", re.UNICODE)
 
@@ -46,3 +47,22 @@ def parse_history(observation: str, header: str) -> list[tuple[str, str]]:
         else:
             pairs.append((line[: cut + 1].strip(), line[cut + 1 :].strip()))
     return pairs
+
+
+class PhraseIndex:
+    """Which keys (secret words, cities) a text names, by any of their aliases; cached per text.
+
+    The scripted agents ask "what would the env answer?" for every candidate and question, so
+    this sits on a hot path: each text is normalised once and each alias once, not per pair.
+    """
+
+    def __init__(self, aliases: dict[str, Iterable[str]]):
+        self._phrases = {
+            key: tuple(f" {n} " for n in (normalize(a) for a in names) if n)
+            for key, names in aliases.items()
+        }
+        self.named = lru_cache(maxsize=131072)(self._named)
+
+    def _named(self, text: str) -> frozenset[str]:
+        padded = f" {normalize(text)} "
+        return frozenset(k for k, ps in self._phrases.items() if any(p in padded for p in ps))

@@ -16,7 +16,7 @@ from typing import Any
 from archer_envs.agents import InfoGainAgent, RandomQuestionAgent
 from archer_envs.core import TextEnv
 from archer_envs.guess_my_city.oracle import NO, YES, City, CityOracle
-from archer_envs.text_utils import mentions, parse_history
+from archer_envs.text_utils import PhraseIndex, parse_history
 
 HEADER = "Questions:\n"
 CITIES_FILE = Path(__file__).with_name("cities.json")
@@ -63,6 +63,7 @@ class GuessMyCityEnv(TextEnv):
         self.cities = list(load_cities(cities_path))
         self.oracle = CityOracle(self.cities)
         self._aliases = {c.city: (c.city, *c.aliases) for c in self.cities}
+        self._names = PhraseIndex(self._aliases)
         self._history = HEADER
 
     @property
@@ -73,17 +74,18 @@ class GuessMyCityEnv(TextEnv):
         return [c.city for c in self.cities]
 
     def named_city(self, question: str) -> str | None:
-        if self._task_id is not None and mentions(question, self._aliases[self._task_id]):
+        """The known city (any alias) a question names, if any: the secret first."""
+        named = self._names.named(question)
+        if self._task_id in named:
             return self._task_id
-        for city, aliases in self._aliases.items():
-            if mentions(question, aliases):
-                return city
-        return None
+        return min(named) if named else None
 
     def expected_answer(self, secret: str, question: str) -> str:
-        if mentions(question, self._aliases[secret]):
+        """What the env would answer (used by the scripted agents, on a hot path)."""
+        named = self._names.named(question)
+        if secret in named:
             return YES
-        if any(mentions(question, a) for a in self._aliases.values()):
+        if named:
             return NO
         return self.oracle(secret, question)
 

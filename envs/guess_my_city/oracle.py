@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from archer_envs.text_utils import mentions, normalize, redact
 
@@ -59,8 +60,13 @@ class CityOracle:
         self.countries = sorted({c.country for c in cities}, key=len, reverse=True)
         self.languages = sorted({c.language for c in cities}, key=len, reverse=True)
         self.climates = sorted({c.climate for c in cities}, key=len, reverse=True)
+        # Scripted agents ask about every (candidate, question) pair: answers are cached.
+        self._cached = lru_cache(maxsize=262144)(self._redacted_answer)
 
     def __call__(self, secret: str, question: str) -> str:
+        return self._cached(secret, question)
+
+    def _redacted_answer(self, secret: str, question: str) -> str:
         city = self.cities[secret]
         return redact(self._answer(city, question), (city.city, *city.aliases), "that city")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from archer_envs.agents import InfoGainAgent, RandomQuestionAgent
 from archer_envs.core import TextEnv
-from archer_envs.text_utils import mentions, parse_history
+from archer_envs.text_utils import PhraseIndex, parse_history
 from archer_envs.twenty_questions.knowledge import KnowledgeBase, load_knowledge
 from archer_envs.twenty_questions.oracles import NO, YES, KnowledgeBaseOracle, Oracle, make_oracle
 
@@ -52,6 +52,7 @@ class TwentyQuestionsEnv(TextEnv):
         self._kb_oracle = KnowledgeBaseOracle(self.kb)
         self.words = list(self.kb.subset) if subset else [w.word for w in self.kb.words]
         self._aliases = {w.word: w.aliases for w in self.kb.words}
+        self._names = PhraseIndex(self._aliases)
         self._history = HEADER
 
     @property
@@ -63,22 +64,19 @@ class TwentyQuestionsEnv(TextEnv):
 
     def named_word(self, question: str) -> str | None:
         """The known word (any alias) a question names, if any: the secret first."""
-        if self._task_id is not None and mentions(question, self._aliases[self._task_id]):
+        named = self._names.named(question)
+        if self._task_id in named:
             return self._task_id
-        for word, aliases in self._aliases.items():
-            if mentions(question, aliases):
-                return word
-        return None
+        return min(named) if named else None
 
     def expected_answer(self, secret: str, question: str) -> str:
-        """What the env would answer with the knowledge-base oracle (used by scripted agents)."""
-        if not question:
-            return NO
-        if mentions(question, self._aliases[secret]):
+        """What the env would answer (used by the scripted agents, on a hot path)."""
+        named = self._names.named(question)
+        if secret in named:
             return YES
-        if any(mentions(question, a) for a in self._aliases.values()):
+        if named:
             return NO
-        return self._kb_oracle(secret, question)
+        return self._kb_oracle(secret, question) if question else NO
 
     def _begin(self, task_id: str) -> str:
         self._history = HEADER
