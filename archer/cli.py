@@ -72,13 +72,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     env = make_env(args.env_id, **_kv(args.kw))
     options = {"task_id": args.task} if args.task else {"split": args.split}
     obs, info = env.reset(seed=args.seed, options=options)
-    print(f"{args.env_id}: type a question and press enter; ctrl-d quits.\n")
+    print(f"{args.env_id}: type your utterance and press enter; ctrl-d quits.\n")
     print(obs, end="" if obs.endswith("\n") else "\n")
     total = 0.0
     for line in sys.stdin:
+        previous = obs
         obs, reward, terminated, truncated, info = env.step(line.rstrip("\n"))
         total += reward
-        print(obs.splitlines()[-1] if obs.strip() else obs)
+        # History-style envs grow the observation: show what is new. Page-style envs
+        # (WebShop) replace it: show the whole page.
+        shown = obs[len(previous):] if obs.startswith(previous) else "\n" + obs
+        print(shown, end="" if shown.endswith("\n") else "\n")
         if terminated or truncated:
             outcome = "solved" if info.get("success") else "not solved"
             print(f"\nepisode over ({outcome}); return {total:g}; the answer was {info['task_id']!r}")

@@ -6,7 +6,10 @@ and a turn limit. Subclasses implement three hooks:
 
 - `all_task_ids()`: every task id, in a fixed order;
 - `_begin(task_id) -> str`: start an episode on that task and return the first observation;
-- `_turn(action) -> (observation, reward, solved, info)`: play one cleaned utterance.
+- `_turn(action) -> (observation, reward, finished, info)`: play one cleaned utterance;
+  `finished` means the agent's action ended the task (a correct guess, a purchase). Success is
+  `finished` unless the hook sets `info["success"]` itself (WebShop: reward above a threshold),
+  and the hook may flag `info["invalid_action"]` for an utterance its grammar rejects.
 
 The base class owns everything that must be the same across envs: seeding and task sampling,
 cleaning of malformed actions (empty, multi-line or huge utterances are handled and flagged in
@@ -167,15 +170,18 @@ class TextEnv(gym.Env):
         if self._done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         text, flags = clean_action(action, self.max_action_chars)
-        observation, reward, solved, info = self._turn(text)
+        observation, reward, finished, info = self._turn(text)
         self._turns += 1
-        out_of_turns = self._turns >= self.max_turns and not solved
-        terminated = solved or (out_of_turns and self.horizon_terminates)
+        out_of_turns = self._turns >= self.max_turns and not finished
+        terminated = finished or (out_of_turns and self.horizon_terminates)
         truncated = out_of_turns and not self.horizon_terminates
         self._done = terminated or truncated
+        flags["invalid_action"] = flags["invalid_action"] or bool(info.get("invalid_action"))
         info = {**info, **flags, "task_id": self._task_id, "turn": self._turns}
         if self._done:
-            info["success"] = bool(solved)
+            info["success"] = bool(info.get("success", finished))
+        else:
+            info.pop("success", None)
         self._observation = observation
         if self.render_mode == "human":
             print(self.render())
