@@ -12,6 +12,7 @@ ENV_IDS = (
     "archer/TwentyQuestions-v0",
     "archer/TwentyQuestionsSubset-v0",
     "archer/GuessMyCity-v0",
+    "archer/WebShop-v0",
 )
 
 
@@ -23,6 +24,7 @@ def _register() -> None:
             {"subset": True},
         ),
         "archer/GuessMyCity-v0": ("archer_envs.guess_my_city:GuessMyCityEnv", {}),
+        "archer/WebShop-v0": ("archer_envs.webshop:WebShopEnv", {}),
     }
     for env_id, (entry_point, kwargs) in specs.items():
         if env_id not in gym.registry:
