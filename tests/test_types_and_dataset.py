@@ -28,7 +28,7 @@ def test_stored_fields(tmp_path):
     write_trajectories([make_traj()], tmp_path / "d.jsonl")
     record = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
     assert record["return"] == -1.0 and record["length"] == 2 and record["task_id"] == "dog"
-    assert set(record["turns"][0]) == {"observation", "action", "reward", "terminated", "truncated", "info"}
+    assert set(record["turns"][0]) == {"observation", "action", "reward", "terminated", "truncated", "info", "logprobs"}
 
 
 def test_missing_empty_and_corrupt_files(tmp_path):
