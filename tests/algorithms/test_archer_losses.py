@@ -1,0 +1,99 @@
+"""ArCHer losses against hand-computed values (arithmetic in the comments)."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from archer.algorithms.archer import (
+    critic_loss,
+    kl_penalty,
+    ppo_loss,
+    reinforce_loss,
+    utterance_advantage,
+)
+
+T = torch.tensor
+
+
+def test_critic_loss_hand_computed():
+    # Two transitions, gamma 0.5. Row 0 not done, row 1 done.
+    # y1 = r + 0.5 (1 - done) Vbar1(s') = [1 + 0.5*2, -1 + 0] = [2, -1]
+    # y2 = [1 + 0.5*4, -1] = [3, -1]
+    # Q1 = [1, -1] -> mse1 = ((1-2)^2 + 0) / 2 = 0.5 ; Q2 = [3, 1] -> mse2 = (0 + 4) / 2 = 2
+    # V targets per head: Qbar1(s, a~) = [0, 2], Qbar2 = [1, 0]
+    # V1 = [0, 0] -> (0 + 4)/2 = 2 ; V2 = [0, 0] -> (1 + 0)/2 = 0.5
+    # total = 0.5 + 2 + 2 + 0.5 = 5
+    loss, m = critic_loss(
+        q1=T([1.0, -1.0]), q2=T([3.0, 1.0]), v1=T([0.0, 0.0]), v2=T([0.0, 0.0]),
+        target_v1_next=T([2.0, 7.0]), target_v2_next=T([4.0, 9.0]),
+        target_q1_fresh=T([0.0, 2.0]), target_q2_fresh=T([1.0, 0.0]),
+        reward=T([1.0, -1.0]), done=T([0.0, 1.0]), gamma=0.5)
+    assert loss.item() == pytest.approx(5.0)
+    assert m["critic/q_loss"] == pytest.approx(2.5) and m["critic/v_loss"] == pytest.approx(2.5)
+    # min_q_for_v: both V heads regress on min(Qbar1, Qbar2) = [0, 0] -> V loss 0.
+    loss, m = critic_loss(T([1.0, -1.0]), T([3.0, 1.0]), T([0.0, 0.0]), T([0.0, 0.0]),
+                          T([2.0, 7.0]), T([4.0, 9.0]), T([0.0, 2.0]), T([1.0, 0.0]),
+                          T([1.0, -1.0]), T([0.0, 1.0]), 0.5, min_q_for_v=True)
+    assert m["critic/v_loss"] == pytest.approx(0.0) and loss.item() == pytest.approx(2.5)
+
+
+def test_critic_loss_gradients_do_not_reach_targets():
+    tv = T([1.0], requires_grad=True)
+    q = T([0.0], requires_grad=True)
+    loss, _ = critic_loss(q, q, q, q, tv, tv, tv, tv, T([0.0]), T([0.0]), 0.9)
+    loss.backward()
+    assert tv.grad is None and q.grad is not None
+
+
+def test_advantage_is_min_q_minus_min_v():
+    # min(Q) = [1, -2], min(V) = [0.5, -3] -> A = [0.5, 1]
+    adv = utterance_advantage(T([1.0, -1.0]), T([2.0, -2.0]), T([0.5, 0.0]), T([1.0, -3.0]))
+    assert adv.tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_reinforce_loss_hand_computed():
+    # Row 0: tokens logp [-1, -2] (sum -3), A = 2 ; row 1: one token logp -0.5 (pad ignored), A = -1
+    # loss = -mean(2 * -3, -1 * -0.5) = -(-6 + 0.5) / 2 = 2.75
+    logp = T([[-1.0, -2.0], [-0.5, -9.0]])
+    mask = T([[1.0, 1.0], [1.0, 0.0]])
+    loss, _ = reinforce_loss(logp, mask, T([2.0, -1.0]))
+    assert loss.item() == pytest.approx(2.75)
+
+
+def test_ppo_loss_hand_computed():
+    # eps 0.2. Row 0 (A = 1): ratios e^0.5 = 1.6487 (clipped to 1.2) and e^0 = 1
+    #   -> min(1.6487, 1.2) = 1.2 and 1.0
+    # Row 1 (A = -1): ratio e^-0.5 = 0.6065 -> min(-0.6065, -0.8) = -0.8 ; its 2nd token is padding
+    # loss = -(1.2 + 1.0 - 0.8) / 3 = -0.466667 ; clipped tokens: 2 of 3
+    old = T([[-1.0, -1.0], [-1.0, -1.0]])
+    new = T([[-0.5, -1.0], [-1.5, 5.0]])
+    mask = T([[1.0, 1.0], [1.0, 0.0]])
+    loss, m = ppo_loss(new, old, mask, T([1.0, -1.0]), 0.2)
+    assert loss.item() == pytest.approx(-(1.2 + 1.0 - 0.8) / 3, abs=1e-6)
+    assert m["actor/clip_fraction"] == pytest.approx(2 / 3)
+
+
+def test_ppo_equals_reinforce_gradient_on_policy():
+    # At ratio 1 the clipped surrogate's gradient is A * grad log pi per token.
+    logp = T([[-1.0, -2.0]], requires_grad=True)
+    loss, _ = ppo_loss(logp, logp.detach(), torch.ones(1, 2), T([3.0]), 0.2)
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([-1.5, -1.5])  # -A / n_tokens
+
+
+def test_kl_penalty_k3():
+    # d = ref - logp = [0, ln 2] -> k3 = [0, 2 - ln2 - 1] ; mean over 2 tokens
+    logp = T([[-1.0, -1.0 - math.log(2)]])
+    ref = T([[-1.0, -1.0]])
+    kl, _ = kl_penalty(logp, ref, torch.ones(1, 2))
+    assert kl.item() == pytest.approx((1 - math.log(2)) / 2)
+    assert kl_penalty(ref, ref, torch.ones(1, 2))[0].item() == 0.0
+
+
+def test_algorithms_import_neither_ray_nor_deepspeed():
+    code = ("import sys, archer.algorithms.archer; "
+            "bad = [m for m in ('ray', 'deepspeed') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
