@@ -4,6 +4,11 @@
 observations of every live episode, asks the (batched) agent once, and steps each env; a slot
 whose episode ends takes the next task. An env that raises in `reset` or `step` ends that
 episode with `error` set (the turn is marked truncated) and the run goes on.
+
+A plain agent maps observations to utterances. A context agent (`agent_context=True`) also
+gets a `TurnContext` per live episode (its task id, reset seed and turn index), so it can seed
+each utterance from its own episode alone, and returns per-turn extras (`logprobs`) that are
+stored on the turns.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 from tqdm.auto import tqdm
@@ -18,8 +24,28 @@ from tqdm.auto import tqdm
 from archer.rollout.envs import make_env
 from archer.types import Trajectory, Turn
 
-BatchAgent = Callable[[list[str]], list[str]]
 INFO_KEYS = ("invalid_action", "action_truncated", "answer")
+EXTRA_KEYS = ("logprobs",)
+"""Per-turn extras a context agent may return; each is stored in the `Turn` field of its name."""
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What a context agent knows of a live episode besides its observation."""
+
+    task_id: str
+    seed: int
+    """The episode's reset seed."""
+    turn: int
+    """Index of the utterance being asked for: 0 for the first one of the episode."""
+
+
+BatchAgent = Callable[[list[str]], list[str]]
+ContextAgent = Callable[
+    [list[str], list[TurnContext]], tuple[list[str], list[dict[str, Any]] | None]
+]
+"""`(observations, contexts) -> (actions, extras)`; extras is None or one dict per action
+with keys from `EXTRA_KEYS`."""
 
 
 @dataclass
@@ -47,30 +73,48 @@ class BatchedTextEnvs:
 
 def run_episodes(
     envs: BatchedTextEnvs,
-    agent: BatchAgent,
+    agent: BatchAgent | ContextAgent,
     task_ids: Sequence[str],
     seed: int = 0,
     agent_name: str = "",
     progress: bool = False,
     max_turns: int = 1000,
+    seeds: Sequence[int] | None = None,
+    agent_context: bool = False,
 ) -> list[Trajectory]:
     """Play one episode per task id and return them in the order of `task_ids`, whatever
-    order they finished in. Episode i is reset with seed `seed + i`. `max_turns` is a safety
-    cap for envs without a turn limit of their own: reaching it marks the episode truncated."""
+    order they finished in. Episode i is reset with seed `seeds[i]` if `seeds` is given, else
+    `seed + i`. `max_turns` is a safety cap for envs without a turn limit of their own:
+    reaching it marks the episode truncated. With `agent_context`, `agent` is a `ContextAgent`
+    called as `agent(observations, contexts)`."""
+    if seeds is not None and len(seeds) != len(task_ids):
+        raise ValueError(f"got {len(seeds)} seeds for {len(task_ids)} task ids")
+    if seeds is None:
+        seeds = [seed + i for i in range(len(task_ids))]
+    episode_seeds = [int(s) for s in seeds]
     results: list[Trajectory | None] = [None] * len(task_ids)
     live: dict[int, tuple[int, _Slot]] = {}  # slot -> (episode index, state)
     next_episode = 0
-    bar = tqdm(total=len(task_ids), desc=f"episodes {envs.env_id}", disable=not progress,
-               unit="ep", leave=False)
+    bar = tqdm(
+        total=len(task_ids),
+        desc=f"episodes {envs.env_id}",
+        disable=not progress,
+        unit="ep",
+        leave=False,
+    )
 
     def start(slot: int) -> None:
         nonlocal next_episode
         while next_episode < len(task_ids):
             i = next_episode
             next_episode += 1
-            traj = Trajectory(envs.env_id, str(task_ids[i]), [], agent=agent_name, seed=seed + i)
+            traj = Trajectory(
+                envs.env_id, str(task_ids[i]), [], agent=agent_name, seed=episode_seeds[i]
+            )
             try:
-                obs, _ = envs.envs[slot].reset(seed=seed + i, options={"task_id": task_ids[i]})
+                obs, _ = envs.envs[slot].reset(
+                    seed=episode_seeds[i], options={"task_id": task_ids[i]}
+                )
             except Exception as err:  # an env that raises ends its episode, not the run
                 traj.error = _describe(err)
                 results[i] = traj
@@ -83,23 +127,53 @@ def run_episodes(
         start(slot)
     while live:
         slots = sorted(live)
-        actions = agent([live[s][1].observation for s in slots])
+        observations = [live[s][1].observation for s in slots]
+        extras: list[dict[str, Any]] | None = None
+        if agent_context:
+            contexts = [
+                TurnContext(str(task_ids[i]), episode_seeds[i], len(st.traj.turns))
+                for i, st in (live[s] for s in slots)
+            ]
+            actions, extras = agent(observations, contexts)  # type: ignore[call-arg,misc]
+        else:
+            actions = agent(observations)  # type: ignore[call-arg]
         if len(actions) != len(slots):
-            raise RuntimeError(f"agent returned {len(actions)} actions for {len(slots)} observations")
-        for slot, action in zip(slots, actions):
+            raise RuntimeError(
+                f"agent returned {len(actions)} actions for {len(slots)} observations"
+            )
+        if extras is not None:
+            _check_extras(extras, len(slots))
+        for row, (slot, action) in enumerate(zip(slots, actions, strict=True)):
             i, state = live[slot]
+            fields = dict(extras[row]) if extras is not None else {}
             try:
                 obs, reward, terminated, truncated, info = envs.envs[slot].step(action)
             except Exception as err:
-                state.traj.turns.append(Turn(state.observation, str(action), 0.0, False, True,
-                                             {"error": _describe(err)}))
+                state.traj.turns.append(
+                    Turn(
+                        state.observation,
+                        str(action),
+                        0.0,
+                        False,
+                        True,
+                        {"error": _describe(err)},
+                        **fields,
+                    )
+                )
                 state.traj.error = _describe(err)
                 done = True
             else:
                 kept = {k: info[k] for k in INFO_KEYS if k in info}
                 state.traj.turns.append(
-                    Turn(state.observation, action, float(reward), bool(terminated),
-                         bool(truncated), kept)
+                    Turn(
+                        state.observation,
+                        action,
+                        float(reward),
+                        bool(terminated),
+                        bool(truncated),
+                        kept,
+                        **fields,
+                    )
                 )
                 state.observation = obs
                 if not (terminated or truncated) and len(state.traj.turns) >= max_turns:
@@ -116,6 +190,16 @@ def run_episodes(
     bar.close()
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
+
+
+def _check_extras(extras: list[dict[str, Any]], n: int) -> None:
+    if len(extras) != n:
+        raise RuntimeError(f"agent returned {len(extras)} extras for {n} observations")
+    unknown = {key for e in extras for key in e} - set(EXTRA_KEYS)
+    if unknown:
+        raise RuntimeError(
+            f"agent returned unknown per-turn extras {sorted(unknown)}; allowed: {list(EXTRA_KEYS)}"
+        )
 
 
 def _describe(err: BaseException) -> str:

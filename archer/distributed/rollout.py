@@ -1,0 +1,237 @@
+"""Rollout workers on Ray: the same collection as `InProcessCollector`, across processes.
+
+Each `RolloutWorker` actor holds a policy (loaded once from a checkpoint directory) and its own
+batch of envs, and plays whole chunks of episodes with `archer.rollout.collector.rollout_chunk`.
+`RayCollector` pushes weights to every worker (one `ray.put` per push, shared by all of them),
+hands chunks to whichever worker is free, and puts the results back in task order. Because
+every utterance is sampled from its own (episode seed, turn) stream, the trajectories equal the
+in-process collector's for the same seeds and weights, however the chunks were spread.
+
+A worker that dies (its process crashed, was killed, or ran out of memory) is replaced by a
+fresh one that gets the current weights; the chunk it was playing is played again from scratch,
+and a chunk's trajectories are accepted once, whole, so nothing is lost or duplicated. After
+`rollout.max_restarts` replacements the collector gives up with a RuntimeError. An env that
+raises is not a worker death: `run_episodes` ends that episode with `error` set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import ray
+import torch
+from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+
+from archer.config import Config
+from archer.models.policy import Policy
+from archer.rollout.batched import BatchedTextEnvs
+from archer.rollout.collector import Chunk, plan_chunks, rollout_chunk, rollout_stats
+from archer.types import Trajectory
+
+WORKER_DEATH = (RayActorError, WorkerCrashedError)
+"""Errors that mean a worker process is gone (ActorDiedError and ActorUnavailableError are
+RayActorErrors); any other error raised by a worker is a bug and propagates."""
+
+
+def ensure_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None:
+    """Start a local Ray instance once (a no-op when Ray is already initialised).
+
+    `num_cpus` defaults to the CPUs Ray detects (2 on a CI machine). With RAY_ADDRESS set, the
+    driver joins that cluster instead and `num_cpus` is the cluster's business. Workers run the
+    driver's interpreter; they get the driver's own import path entries (the repo, `tests/`, a
+    user's env module directory: whatever is on `sys.path` outside the Python installation) in
+    PYTHONPATH, so an env id like "user_envs:GuessNumber-v0" imports in workers exactly as it
+    does in the driver. Worker logs stay in Ray's session log directory unless
+    `log_to_driver`; worker errors reach the driver as exceptions either way.
+    """
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join(_driver_import_paths())
+    kwargs = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus}
+    ray.init(
+        include_dashboard=False,
+        log_to_driver=log_to_driver,
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        **kwargs,
+    )
+
+
+def _driver_import_paths() -> list[str]:
+    """Directories on the driver's `sys.path` that are not part of the Python installation."""
+    install = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths = []
+    for entry in sys.path:
+        path = Path(entry or os.getcwd()).resolve()
+        inside = any(path == root or root in path.parents for root in install)
+        if path.is_dir() and not inside and str(path) not in paths:
+            paths.append(str(path))
+    return paths
+
+
+@ray.remote(num_cpus=1)
+class RolloutWorker:
+    """One rollout process: a policy loaded from `policy_dir` and `rollout.envs_per_worker`
+    envs. Torch uses `num_threads` intra-op threads (the worker's CPU reservation, 1 by
+    default): more would oversubscribe the cores Ray gave the other workers and the driver."""
+
+    def __init__(self, cfg: Config, policy_dir: str, num_threads: int = 1):
+        torch.set_num_threads(num_threads)
+        self.cfg = cfg
+        self.policy = Policy.from_pretrained(
+            policy_dir, device=cfg.device, max_context_tokens=cfg.model.max_context_tokens
+        )
+        self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
+        self.version = 0
+
+    def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
+        self.policy.model.load_state_dict(state_dict)
+        self.version = version
+
+    def rollout(self, chunk: Chunk) -> list[Trajectory]:
+        return rollout_chunk(self.policy, self.envs, chunk, self.cfg.generation, self.version)
+
+    def ping(self) -> int:
+        """The version of the weights this worker acts with."""
+        return self.version
+
+
+class RayCollector:
+    """Collects episodes on `num_workers` Ray rollout workers (`rollout.num_workers > 0`).
+
+    Workers start from the policy checkpoint in `policy_dir` (version 0) and act with the
+    weights of the latest `set_weights`. Each reserves `num_cpus_per_worker` CPUs and
+    `num_gpus_per_worker` GPUs; Ray hides GPUs from a worker that reserves none, so a CUDA
+    `cfg.device` needs `num_gpus_per_worker > 0` (a fraction lets workers share a GPU).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        policy_dir: str | os.PathLike[str],
+        num_workers: int,
+        num_cpus_per_worker: float = 1.0,
+        num_gpus_per_worker: float = 0.0,
+        start_timeout_s: float = 300.0,
+    ):
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if cfg.device.startswith("cuda") and num_gpus_per_worker <= 0:
+            raise ValueError(
+                f"device is {cfg.device!r} but num_gpus_per_worker is {num_gpus_per_worker}: "
+                "Ray hides GPUs from workers that reserve none; pass num_gpus_per_worker > 0 "
+                f"(1 / {num_workers} to share one GPU) or set device=cpu"
+            )
+        ensure_ray()
+        self.cfg = cfg
+        self.policy_dir = str(policy_dir)
+        self.version = 0
+        self.restarts = 0
+        self.last_stats: dict[str, float] = {}
+        self._weights: ray.ObjectRef | None = None  # the latest pushed state dict
+        self._options = {"num_cpus": num_cpus_per_worker, "num_gpus": num_gpus_per_worker}
+        self._threads = max(1, int(num_cpus_per_worker))
+        self._workers = [self._spawn() for _ in range(num_workers)]
+        try:
+            ray.get([w.ping.remote() for w in self._workers], timeout=start_timeout_s)
+        except GetTimeoutError:
+            self.close()
+            raise RuntimeError(
+                f"{num_workers} rollout workers did not start within {start_timeout_s:.0f} s; "
+                f"each needs {self._options} and Ray has {ray.available_resources()} free"
+            ) from None
+        except WORKER_DEATH as err:
+            self.close()
+            raise RuntimeError(f"a rollout worker failed to start: {err}") from err
+
+    @property
+    def num_workers(self) -> int:
+        return len(self._workers)
+
+    def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
+        """Push weights to every worker; returns once all of them act with `version`."""
+        cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
+        self._weights = ray.put(cpu_state)
+        self.version = version
+        pending = [
+            (i, w.set_weights.remote(self._weights, version)) for i, w in enumerate(self._workers)
+        ]
+        for i, ref in pending:
+            try:
+                ray.get(ref)
+            except WORKER_DEATH as err:
+                self._replace(i, err)  # the replacement starts with these weights
+
+    def collect(self, task_ids: Sequence[str], seeds: Sequence[int]) -> list[Trajectory]:
+        """Play episode (task_ids[i], seeds[i]) for every i; trajectories in task order."""
+        start = time.perf_counter()
+        chunks = plan_chunks(task_ids, seeds, self.cfg.rollout.envs_per_worker)
+        results: dict[int, list[Trajectory]] = {}
+        queue = deque(range(len(chunks)))  # chunk indices still to play
+        idle = deque(range(len(self._workers)))  # worker indices free to take one
+        running: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (worker, chunk)
+        while queue or running:
+            while queue and idle:
+                worker, chunk = idle.popleft(), queue.popleft()
+                ref = self._workers[worker].rollout.remote(chunks[chunk])
+                running[ref] = (worker, chunk)
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            worker, chunk = running.pop(ref)
+            try:
+                trajectories = ray.get(ref)
+            except WORKER_DEATH as err:
+                self._replace(worker, err)
+                queue.appendleft(chunk)  # played again from scratch
+            else:
+                _check_chunk(chunks[chunk], trajectories)
+                results[chunk] = trajectories
+            idle.append(worker)
+        trajectories = [t for i in range(len(chunks)) for t in results[i]]
+        self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, self.restarts)
+        return trajectories
+
+    def ping(self) -> list[int]:
+        """The weights version each worker acts with (raises if one is dead)."""
+        return ray.get([w.ping.remote() for w in self._workers])
+
+    def close(self) -> None:
+        """Kill the workers (Ray itself keeps running for whoever else uses it)."""
+        for worker in self._workers:
+            _kill(worker)
+        self._workers = []
+        self._weights = None
+
+    def _spawn(self) -> ray.actor.ActorHandle:
+        worker = RolloutWorker.options(**self._options).remote(
+            self.cfg, self.policy_dir, self._threads
+        )
+        if self._weights is not None:  # queued before any chunk on this actor
+            worker.set_weights.remote(self._weights, self.version)
+        return worker
+
+    def _replace(self, index: int, err: BaseException) -> None:
+        self.restarts += 1
+        if self.restarts > self.cfg.rollout.max_restarts:
+            raise RuntimeError(
+                f"rollout worker {index} died and {self.restarts - 1} workers were already "
+                f"replaced (rollout.max_restarts={self.cfg.rollout.max_restarts}); giving up. "
+                f"Last error: {err}"
+            ) from err
+        _kill(self._workers[index])
+        self._workers[index] = self._spawn()
+
+
+def _check_chunk(chunk: Chunk, trajectories: list[Trajectory]) -> None:
+    got = [(t.task_id, t.seed) for t in trajectories]
+    if got != list(chunk):
+        raise RuntimeError(f"a rollout worker returned episodes {got} for chunk {chunk}")
+
+
+def _kill(worker: ray.actor.ActorHandle) -> None:
+    with contextlib.suppress(Exception):  # already dead, or Ray is shutting down
+        ray.kill(worker, no_restart=True)

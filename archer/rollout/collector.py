@@ -1,0 +1,156 @@
+"""Rollout collection: whole policy episodes in chunks, with the acting policy's log-probs.
+
+A collection is a list of episodes, each a (task id, seed) pair. It is cut into chunks of
+`rollout.envs_per_worker` consecutive episodes (`plan_chunks`), and each chunk is played by
+`rollout_chunk` on one batch of envs. The k-th utterance of an episode is sampled with its own
+seed, `utterance_seed(episode seed, k)`, so an episode's text depends on its seed and the
+weights only: not on its chunk, its batch-mates or the worker that played it. That is what
+lets the in-process collector here and the Ray collector (`archer.distributed.rollout`) give
+the same trajectories for the same seeds and weights.
+
+Both collectors share one interface: `set_weights(state_dict, version)`, `collect(task_ids,
+seeds) -> list[Trajectory]` (in the order of `task_ids`), `close()`, and the attributes
+`version`, `restarts` and `last_stats` (`rollout/time_s`, `rollout/tokens`,
+`rollout/tokens_per_s`, `rollout/restarts`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from archer.config import Config, GenerationConfig
+from archer.models.policy import Policy
+from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
+from archer.types import Trajectory
+
+Chunk = list[tuple[str, int]]
+"""Consecutive episodes of a collection, as (task id, episode seed) pairs."""
+
+DECODINGS = ("sample", "greedy")
+
+
+def utterance_seed(episode_seed: int, turn: int) -> int:
+    """Sampling seed of utterance `turn` (0-based) of the episode reset with `episode_seed`.
+
+    A hash of the pair (numpy's SeedSequence), so nearby episode seeds give unrelated streams
+    and no two (seed, turn) pairs collide the way `seed * 1000 + turn` would after 1000 turns.
+    """
+    state = np.random.SeedSequence([int(episode_seed), int(turn)]).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))  # 63 bits: a valid torch seed on every platform
+
+
+def plan_chunks(task_ids: Sequence[str], seeds: Sequence[int], chunk_size: int) -> list[Chunk]:
+    """Split the episodes (task_ids[i], seeds[i]) into chunks of `chunk_size` consecutive ones
+    (the last may be shorter); concatenating the chunks gives the episodes back in order."""
+    if len(task_ids) != len(seeds):
+        raise ValueError(f"got {len(seeds)} seeds for {len(task_ids)} task ids")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    episodes = [(str(t), int(s)) for t, s in zip(task_ids, seeds, strict=True)]
+    return [episodes[i : i + chunk_size] for i in range(0, len(episodes), chunk_size)]
+
+
+def rollout_chunk(
+    policy: Policy,
+    envs: BatchedTextEnvs,
+    chunk: Chunk,
+    gen: GenerationConfig,
+    version: int,
+    decoding: str = "sample",
+) -> list[Trajectory]:
+    """Play one episode per (task id, seed) of `chunk` with `policy` on `envs`.
+
+    Every turn stores the log-probs of its sampled tokens (`Turn.logprobs`, one per utterance
+    token, the end-of-utterance token excluded) and every trajectory the policy `version`.
+    `decoding` is "sample" (gen.temperature, gen.top_p) or "greedy".
+    """
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {decoding!r}")
+    temperature = 0.0 if decoding == "greedy" else gen.temperature
+
+    def act(
+        observations: list[str], contexts: list[TurnContext]
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        texts, logprobs = policy.generate(
+            observations,
+            max_new_tokens=gen.max_new_tokens,
+            temperature=temperature,
+            top_p=gen.top_p,
+            stop_on_newline=gen.stop_on_newline,
+            seeds=[utterance_seed(c.seed, c.turn) for c in contexts],
+            return_logprobs=True,
+        )
+        return texts, [{"logprobs": lp} for lp in logprobs]
+
+    trajectories = run_episodes(
+        envs,
+        act,
+        [task for task, _ in chunk],
+        seeds=[seed for _, seed in chunk],
+        agent_name="policy",
+        agent_context=True,
+    )
+    for traj in trajectories:
+        traj.policy_version = version
+    return trajectories
+
+
+def rollout_stats(
+    trajectories: Sequence[Trajectory], seconds: float, restarts: int
+) -> dict[str, float]:
+    """Throughput metrics of one collection. `rollout/restarts` is the collector's total."""
+    tokens = sum(len(turn.logprobs or ()) for traj in trajectories for turn in traj.turns)
+    return {
+        "rollout/time_s": seconds,
+        "rollout/tokens": tokens,
+        "rollout/tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "rollout/restarts": restarts,
+    }
+
+
+class InProcessCollector:
+    """Collects in the trainer's process, chunk after chunk (`rollout.num_workers == 0`).
+
+    With the trainer's own policy object its weights are always current, so `set_weights`
+    given that policy's (or its engine's) tensors only records the version; other tensors are
+    copied in.
+    """
+
+    def __init__(self, cfg: Config, policy: Policy):
+        self.cfg = cfg
+        self.policy = policy
+        self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
+        self.version = 0
+        self.restarts = 0
+        self.last_stats: dict[str, float] = {}
+
+    def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
+        if not _is_own_state(self.policy.model, state_dict):
+            self.policy.model.load_state_dict(state_dict)
+        self.version = version
+
+    def collect(self, task_ids: Sequence[str], seeds: Sequence[int]) -> list[Trajectory]:
+        start = time.perf_counter()
+        trajectories: list[Trajectory] = []
+        for chunk in plan_chunks(task_ids, seeds, self.cfg.rollout.envs_per_worker):
+            trajectories += rollout_chunk(
+                self.policy, self.envs, chunk, self.cfg.generation, self.version
+            )
+        self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, 0)
+        return trajectories
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _is_own_state(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when `state_dict` holds `model`'s own tensors (same storage), not a copy."""
+    own = model.state_dict()
+    return own.keys() == state_dict.keys() and all(
+        own[k].data_ptr() == state_dict[k].data_ptr() for k in own
+    )
