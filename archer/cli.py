@@ -1,4 +1,4 @@
-"""`archer` command line: envs, play, collect, sft, eval, quickstart.
+"""`archer` command line: envs, play, collect, sft, eval, train, quickstart.
 
 Every command that trains or evaluates takes `--config FILE` and trailing `key=value`
 overrides of the structured config (archer/config.py), validated before any work starts.
@@ -17,10 +17,11 @@ from pathlib import Path
 
 from archer.buffer.dataset import DatasetError
 from archer.config import Config, ConfigError, load_config
-from archer.errors import PolicyLoadError
+from archer.errors import NonFiniteError, PolicyLoadError
 from archer.rollout.envs import EnvError
 
-USER_ERRORS = (ConfigError, DatasetError, EnvError, PolicyLoadError, ValueError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DatasetError, EnvError, PolicyLoadError, ValueError, FileNotFoundError,
+               NotADirectoryError, NonFiniteError)
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
@@ -135,6 +136,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         for key, value in summary.items():
             print(f"{key:>18s}: {value:.3f}" if isinstance(value, float) else f"{key:>18s}: {value}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Online ArCHer: SFT warm start (cached) unless train.init_policy is set, then train."""
+    from archer.trainer import train
+
+    cfg = _config(args, [])
+    t0 = time.time()
+    print(f"archer train: {cfg.env.id}, {cfg.train.iterations} iterations x "
+          f"{cfg.rollout.episodes_per_iter} episodes, {cfg.rollout.num_workers} Ray rollout "
+          f"worker(s), actor loss {cfg.actor.loss}, DeepSpeed "
+          f"{'ZeRO-' + str(cfg.deepspeed.zero_stage) if cfg.deepspeed.enabled else 'off'} -> "
+          f"{cfg.output_dir}")
+    result = train(cfg, progress=not args.quiet)
+    before, after = result["before"], result["after"]
+    rows = [("start (SFT)" if cfg.train.init_policy is None else "start", before),
+            ("after ArCHer", after)]
+    print(f"\nHeld-out evaluation on {cfg.env.id} ({cfg.eval.episodes} episodes per row, "
+          f"split '{cfg.eval.split}'):")
+    print(f"  {'policy':16s} {'greedy return':>22s} {'sampled return':>22s} {'success (sampled)':>18s}")
+    for name, r in rows:
+        if r is None:
+            continue
+        print(f"  {name:16s} {r['eval/return_greedy']:10.2f} ± {r['eval/return_greedy_sem']:4.2f} (sem) "
+              f"{r['eval/return_sample']:10.2f} ± {r['eval/return_sample_sem']:4.2f} (sem) "
+              f"{r['eval/success_sample']:17.0%}")
+    if before is not None:
+        print(f"\nArCHer changed the sampled return by "
+              f"{after['eval/return_sample'] - before['eval/return_sample']:+.2f} and the greedy "
+              f"return by {after['eval/return_greedy'] - before['eval/return_greedy']:+.2f} "
+              f"({time.time() - t0:.0f} s in all).")
+    print(f"checkpoint: {Path(cfg.output_dir) / 'checkpoint'}; metrics: "
+          f"{Path(cfg.output_dir) / 'metrics.jsonl'}")
+    summary = {"before": before, "after": after, "seconds": time.time() - t0}
+    (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(summary, indent=2))
     return 0
 
 
@@ -261,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(ev)
     ev.set_defaults(fn=cmd_eval)
 
-    qs = sub.add_parser("quickstart", help="the main job: collect -> SFT -> evaluate")
+    tr = sub.add_parser("train", help="online RL (ArCHer); no arguments runs the quickstart")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    with_config(tr)
+    tr.set_defaults(fn=cmd_train)
+
+    qs = sub.add_parser("quickstart", help="offline baseline: collect -> SFT -> evaluate")
     with_config(qs)
     qs.set_defaults(fn=cmd_quickstart)
     return p

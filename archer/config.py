@@ -102,7 +102,7 @@ class GenerationConfig:
 class SFTConfig:
     lr: float = 2e-3
     """AdamW learning rate."""
-    epochs: int = 10
+    epochs: int = 6
     """Passes over the dataset."""
     batch_size: int = 32
     """Turns (prompt, utterance pairs) per optimizer step."""
@@ -155,8 +155,8 @@ class EvalConfig:
 
 @dataclass
 class RolloutConfig:
-    num_workers: int = 0
-    """Ray rollout workers; 0 collects in-process (tests, debugging, or one small machine)."""
+    num_workers: int = 2
+    """Ray rollout workers; 0 collects in-process (tests, debugging)."""
     episodes_per_iter: int = 32
     """Episodes collected per training iteration (the paper: 128; 512 on WebShop)."""
     envs_per_worker: int = 16
@@ -206,7 +206,7 @@ class CriticConfig:
     """Polyak rate of the target critic after every critic step."""
     batch_size: int = 64
     """Transitions per critic step (the paper: 256)."""
-    updates_per_iter: int = 20
+    updates_per_iter: int = 10
     """Critic steps per iteration (the paper: 50)."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables."""
@@ -243,7 +243,7 @@ class ActorConfig:
     """Buffer states per actor step (split into micro-batches by deepspeed.micro_batch_size)."""
     updates_per_iter: int = 3
     """Actor steps per iteration (the paper: 3)."""
-    warmup_iters: int = 2
+    warmup_iters: int = 3
     """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
     clip_eps: float = 0.2
     """PPO clip range epsilon."""
@@ -298,13 +298,13 @@ class DeepSpeedConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 20
+    iterations: int = 30
     """Training iterations (collect -> critic -> actor)."""
-    eval_every: int = 5
+    eval_every: int = 10
     """Greedy evaluation on held-out tasks every N iterations (and after the last); 0 never."""
     eval_episodes: int = 50
     """Episodes per periodic evaluation."""
-    save_every: int = 5
+    save_every: int = 10
     """Checkpoint every N iterations (and after the last); 0 only at the end."""
     resume: bool = False
     """Continue from output_dir/checkpoint (same iteration, buffer, RNG and optimizer state)."""

@@ -143,3 +143,39 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warm_start(cfg: Config, progress: bool = True, log=print) -> Path:
+    """The SFT starting policy of an online run: collect `cfg.collect` episodes with the
+    scripted agent, then BC (`cfg.sft`). Both are cached under `output_dir` by a digest of the
+    settings that produced them, so a second run (or a resume) reuses them."""
+    from archer.evaluation import collect
+
+    out = Path(cfg.output_dir)
+    tag = _digest(cfg.env, cfg.collect, cfg.seed)
+    data = out / "data" / f"{cfg.collect.agent}-{tag}.jsonl"
+    if data.exists():
+        log(f"scripted data: {data} (cached)")
+    else:
+        summary = collect(cfg, data, progress=progress)
+        log(f"scripted data: {cfg.collect.episodes} episodes of {cfg.collect.agent!r} (noise "
+            f"{cfg.collect.noise}), return {summary['return_mean']:.2f} -> {data}")
+    ckpt = out / "sft"
+    key = _digest(str(data), cfg.model, cfg.sft, cfg.seed)
+    marker = ckpt / "archer_cache_key"
+    if marker.is_file() and (ckpt / "config.json").is_file() and marker.read_text() == key:
+        log(f"SFT warm start: {ckpt} (cached)")
+    else:
+        summary = train_sft(cfg, data, ckpt, progress=progress)
+        marker.write_text(key)
+        log(f"SFT warm start: {summary['parameters']:,} parameters, {summary['steps']} steps, "
+            f"final token NLL {summary['final_nll']:.3f} -> {ckpt}")
+    return ckpt
+
+
+def _digest(*parts: object) -> str:
+    import hashlib
+
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -74,3 +74,34 @@ class BrokenEnv(GuessNumberEnv):
 
 gym.register(id="GuessNumber-v0", entry_point=GuessNumberEnv)
 gym.register(id="BrokenGuessNumber-v0", entry_point=BrokenEnv)
+
+
+class SayYesEnv(TextEnv):
+    """One turn: saying "yes" earns 1, anything else 0. The smallest env an RL method must
+    learn; a policy cloned from a coin-flipping agent starts at an expected return of 0.5."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_turns=1, heldout_fraction=0.25, **kwargs)
+
+    def all_task_ids(self) -> list[str]:
+        return [str(i) for i in range(8)]
+
+    def _begin(self, task_id: str) -> str:
+        return "Answer yes or no.\n"
+
+    def _turn(self, action: str):
+        said_yes = action.strip().lower().rstrip(".!") == "yes"
+        return f"Answer yes or no.\n{action}\n", (1.0 if said_yes else 0.0), True, {
+            "success": said_yes}
+
+    def corpus(self) -> list[str]:
+        return ["Answer yes or no.\n", "yes", "no"] * 20
+
+
+def coin_agent(observation: str) -> str:
+    import random
+
+    return random.choice(["yes", "no"])
+
+
+gym.register(id="SayYes-v0", entry_point=SayYesEnv)

@@ -1,0 +1,133 @@
+"""The online trainer end to end, on CPU with real DeepSpeed: learning, checkpoints, resume,
+non-finite losses. Rollouts are in-process here; tests/distributed covers the Ray workers."""
+
+import json
+
+import pytest
+import torch
+
+import user_envs  # noqa: F401
+from archer.buffer.replay import ReplayBuffer
+from archer.config import load_config
+from archer.errors import CheckpointError, NonFiniteError
+from archer.evaluation import collect
+from archer.offline import train_sft
+from archer.trainer import Trainer
+
+
+def base_overrides(tmp, init):
+    return [
+        "env.id=user_envs:SayYes-v0", f"output_dir={tmp}", f"train.init_policy={init}",
+        "rollout.num_workers=0", "rollout.episodes_per_iter=16", "rollout.envs_per_worker=16",
+        "model.max_context_tokens=64", "generation.max_new_tokens=4",
+        "critic.encoder=tiny", "critic.hidden_dim=32", "critic.batch_size=16",
+        "critic.updates_per_iter=5", "critic.lr=3e-3", "critic.gamma=0.9",
+        "actor.batch_size=16", "actor.updates_per_iter=2", "actor.warmup_iters=2", "actor.lr=5e-4",
+        "deepspeed.micro_batch_size=8", "train.eval_every=0", "train.tensorboard=false",
+        "eval.episodes=64", "buffer.capacity=2000",
+    ]
+
+
+@pytest.fixture(scope="module")
+def coin_sft(tmp_path_factory):
+    """A tiny policy cloned from an agent that says yes or no at random."""
+    tmp = tmp_path_factory.mktemp("sayyes")
+    cfg = load_config(overrides=["env.id=user_envs:SayYes-v0", "collect.agent=user_envs:coin_agent",
+                                 "collect.episodes=200", "sft.epochs=20", "model.vocab_size=300",
+                                 "model.max_context_tokens=64", f"output_dir={tmp}"])
+    collect(cfg, tmp / "d.jsonl", progress=False)
+    train_sft(cfg, tmp / "d.jsonl", tmp / "sft", progress=False)
+    return tmp / "sft"
+
+
+def test_archer_learns_to_say_yes(tmp_path, coin_sft):
+    """Learnability: from a 50/50 start, ArCHer's critic finds that "yes" pays and the actor
+    moves the sampled policy there."""
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.iterations=10"])
+    trainer = Trainer(cfg, progress=False, log=lambda *_: None)
+    try:
+        before = trainer.evaluate(64)["eval/return_sample"]
+        history = trainer.train()
+        after = trainer.evaluate(64)["eval/return_sample"]
+    finally:
+        trainer.close()
+    assert 0.2 < before < 0.8
+    assert after > before + 0.25 and after >= 0.85, (before, after)
+    assert history[-1]["policy_version"] == 8.0  # one version per iteration after warm-up
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == list(range(10))
+    assert {"critic/q_loss", "rollout/return_mean", "time/collect_s", "buffer/size"} <= set(lines[-1])
+
+
+def test_one_iteration_updates_actor_and_critic_not_frozen_parts(tmp_path, coin_sft):
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.iterations=1",
+                                 "actor.warmup_iters=0", "actor.kl_coef=0.1",
+                                 "actor.updates_per_iter=1", "critic.updates_per_iter=1"])
+    trainer = Trainer(cfg, progress=False, log=lambda *_: None)
+    actor0 = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
+    critic0 = {n: p.detach().clone() for n, p in trainer.critic.named_parameters() if p.requires_grad}
+    target0 = {n: p.detach().clone() for n, p in trainer.target.named_parameters()}
+    ref0 = {n: p.detach().clone() for n, p in trainer.ref_model.named_parameters()}
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    # Every actor parameter that takes part in scoring utterances moves (GPT-2's position
+    # embeddings beyond the short context get no gradient).
+    moved = [n for n, p in trainer.policy.model.named_parameters() if not torch.equal(p, actor0[n])]
+    assert len(moved) >= len(actor0) - 1, set(actor0) - set(moved)
+    assert all(not torch.equal(p, critic0[n]) for n, p in trainer.critic.named_parameters()
+               if p.requires_grad)
+    assert any(not torch.equal(p, target0[n]) for n, p in trainer.target.named_parameters())
+    assert all(not p.requires_grad for p in trainer.target.parameters())
+    assert all(torch.equal(p, ref0[n]) for n, p in trainer.ref_model.named_parameters())
+
+
+def test_resume_continues_at_the_same_iteration_with_the_same_buffer(tmp_path, coin_sft):
+    over = base_overrides(tmp_path, coin_sft)
+    first = Trainer(load_config(overrides=[*over, "train.iterations=2"]), progress=False,
+                    log=lambda *_: None)
+    try:
+        first.train()
+    finally:
+        first.close()
+    saved = ReplayBuffer.load(tmp_path / "checkpoint" / "buffer.jsonl.gz")
+    assert first.buffer.transitions() == saved.transitions()
+    expected_next = saved.sample(8)
+    weights = {k: v.clone() for k, v in first.policy.model.state_dict().items()}
+
+    resumed = Trainer(load_config(overrides=[*over, "train.iterations=3", "train.resume=true"]),
+                      progress=False, log=lambda *_: None)
+    try:
+        assert resumed.state.iteration == 2 and resumed.state.policy_version == 1
+        assert resumed.buffer.transitions() == first.buffer.transitions()
+        assert resumed.buffer.sample(8) == expected_next
+        for k, v in resumed.policy.model.state_dict().items():
+            assert torch.equal(v, weights[k]), k
+        history = resumed.train()
+    finally:
+        resumed.close()
+    assert [h["iteration"] for h in history] == [2.0]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, coin_sft):
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.resume=true"])
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        Trainer(cfg, progress=False)
+    (tmp_path / "checkpoint").mkdir()
+    with pytest.raises(CheckpointError, match="incomplete or corrupt"):
+        Trainer(cfg, progress=False)
+
+
+def test_non_finite_losses_skip_then_stop(tmp_path, coin_sft):
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.iterations=3",
+                                 "train.max_nonfinite=2", "actor.warmup_iters=5"])
+    trainer = Trainer(cfg, progress=False, log=lambda *_: None)
+    with torch.no_grad():
+        trainer.critic.q1[-1].weight.fill_(float("nan"))
+    try:
+        with pytest.warns(RuntimeWarning, match="step skipped"), \
+                pytest.raises(NonFiniteError, match="non-finite losses"):
+            trainer.train()
+    finally:
+        trainer.close()
