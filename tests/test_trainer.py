@@ -84,7 +84,7 @@ def test_one_iteration_updates_actor_and_critic_not_frozen_parts(tmp_path, coin_
 
 
 def test_resume_continues_at_the_same_iteration_with_the_same_buffer(tmp_path, coin_sft):
-    over = base_overrides(tmp_path, coin_sft)
+    over = [*base_overrides(tmp_path, coin_sft), "actor.warmup_iters=1"]
     first = Trainer(load_config(overrides=[*over, "train.iterations=2"]), progress=False,
                     log=lambda *_: None)
     try:
