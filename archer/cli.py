@@ -44,9 +44,8 @@ def _kv(pairs: list[str]) -> dict[str, object]:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_envs_list(args: argparse.Namespace) -> int:
-    import gymnasium as gym
-
     import archer_envs
+    import gymnasium as gym
 
     for env_id in archer_envs.ENV_IDS:
         spec = gym.spec(env_id)

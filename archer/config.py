@@ -412,8 +412,8 @@ def _describe(err: OmegaConfBaseException) -> str:
         section = key.rsplit(".", 1)[0] if "." in key else ""
         node: Any = Config
         for part in section.split(".") if section else []:
-            node = {f.name: f.type for f in fields(node)}.get(part, None)
-            node = _DATACLASS_BY_NAME.get(str(node), None)
+            node = {f.name: f.type for f in fields(node)}.get(part)
+            node = _DATACLASS_BY_NAME.get(str(node))
             if node is None:
                 break
         allowed = sorted(f.name for f in fields(node)) if node is not None else []

@@ -196,7 +196,7 @@ class Policy:
             raise ValueError(f"{len(observations)} observations but {len(actions)} actions")
         model = model if model is not None else self.model
         pairs = []
-        for obs, act in zip(observations, actions):
+        for obs, act in zip(observations, actions, strict=False):
             a = self.encode_action(act)[: self.max_context_tokens - 1]
             pairs.append((self.prompt_ids(obs, len(a)), a))
         width = max(len(p) + len(a) for p, a in pairs)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
-
 import archer_envs  # noqa: F401  (registers the archer/* ids)
+import gymnasium as gym
 
 
 class EnvError(ValueError):

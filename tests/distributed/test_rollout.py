@@ -1,0 +1,161 @@
+"""Ray rollout workers on a real local Ray instance (num_cpus=2): equal to in-process
+collection for the same seeds and weights, weight pushes, and a worker dying mid-collection."""
+
+import copy
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import ray
+import torch
+from user_envs import GuessNumberEnv
+
+from archer.config import load_config
+from archer.distributed.rollout import RayCollector, ensure_ray
+from archer.models.policy import Policy
+from archer.rollout.collector import InProcessCollector
+
+TASKS = [str(i) for i in range(1, 9)]  # every task once: each id must come back exactly once
+SEEDS = list(range(200, 208))
+
+
+class CrashOnceGuessNumber(GuessNumberEnv):
+    """GuessNumber whose process exits at the reset of task t while `trigger_dir/crash-t`
+    exists; the file is removed first, so each arming kills exactly one worker."""
+
+    def __init__(self, trigger_dir: str, **kwargs):
+        super().__init__(**kwargs)
+        self.trigger_dir = Path(trigger_dir)
+
+    def _begin(self, task_id: str) -> str:
+        trigger = self.trigger_dir / f"crash-{task_id}"
+        if trigger.exists():
+            trigger.unlink()
+            os._exit(1)
+        return super()._begin(task_id)
+
+
+gym.register(id="CrashOnceGuessNumber-v0", entry_point=CrashOnceGuessNumber)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tiny_policy, tmp_path_factory):
+    path = tmp_path_factory.mktemp("policy")
+    tiny_policy.save_pretrained(path)
+    return path
+
+
+def cfg_for(tmp_path, *extra):
+    return load_config(
+        overrides=[
+            "env.id=user_envs:GuessNumber-v0",
+            f"output_dir={tmp_path}",
+            "rollout.envs_per_worker=3",
+            "model.max_context_tokens=256",
+            "generation.max_new_tokens=12",
+            *extra,
+        ]
+    )
+
+
+def in_process(cfg, policy_dir, state_dict, version):
+    collector = InProcessCollector(cfg, Policy.from_pretrained(policy_dir, max_context_tokens=256))
+    try:
+        collector.set_weights(state_dict, version)
+        return collector.collect(TASKS, SEEDS)
+    finally:
+        collector.close()
+
+
+def perturbed(state_dict, scale=0.05):
+    model_state = copy.deepcopy(state_dict)
+    generator = torch.Generator().manual_seed(0)
+    return {
+        k: v + scale * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+        for k, v in model_state.items()
+    }
+
+
+def assert_same_episodes(a, b):
+    """Same text, rewards and flags; log-probs equal to float tolerance (the workers run torch
+    on one thread, the test process on several)."""
+    assert [(t.task_id, t.seed, t.policy_version) for t in a] == [
+        (t.task_id, t.seed, t.policy_version) for t in b
+    ]
+    for x, y in zip(a, b, strict=True):
+        assert (x.success, x.final_observation, x.error) == (
+            y.success,
+            y.final_observation,
+            y.error,
+        )
+        assert [
+            (u.observation, u.action, u.reward, u.terminated, u.truncated) for u in x.turns
+        ] == [(u.observation, u.action, u.reward, u.terminated, u.truncated) for u in y.turns]
+        for u, v in zip(x.turns, y.turns, strict=True):
+            np.testing.assert_allclose(u.logprobs, v.logprobs, rtol=0, atol=1e-4)
+
+
+def test_workers_equal_in_process_and_follow_pushed_weights(tmp_path, policy_dir, tiny_policy):
+    cfg = cfg_for(tmp_path)
+    base = tiny_policy.model.state_dict()
+    collector = RayCollector(cfg, policy_dir, num_workers=2)
+    try:
+        collector.set_weights(base, 1)
+        first = collector.collect(TASKS, SEEDS)
+        assert_same_episodes(first, in_process(cfg, policy_dir, base, 1))
+        assert collector.last_stats["rollout/tokens"] == sum(
+            len(u.logprobs) for t in first for u in t.turns
+        )
+        assert collector.last_stats["rollout/tokens_per_s"] > 0
+
+        new = perturbed(base)
+        collector.set_weights(new, 2)
+        assert collector.ping() == [2, 2]
+        second = collector.collect(TASKS, SEEDS)
+        assert all(t.policy_version == 2 for t in second)
+        assert [t.turns[0].action for t in second] != [t.turns[0].action for t in first]
+        assert_same_episodes(second, in_process(cfg, policy_dir, new, 2))
+        assert collector.restarts == 0
+    finally:
+        collector.close()
+
+
+def test_a_dead_worker_is_replaced_and_its_chunk_played_again(tmp_path, policy_dir, tiny_policy):
+    cfg = cfg_for(
+        tmp_path,
+        "env.id=test_rollout:CrashOnceGuessNumber-v0",
+        f"env.kwargs.trigger_dir={tmp_path}",
+        "rollout.max_restarts=1",
+    )
+    collector = RayCollector(cfg, policy_dir, num_workers=2)
+    try:
+        collector.set_weights(tiny_policy.model.state_dict(), 5)
+        clean = collector.collect(TASKS, SEEDS)
+
+        (tmp_path / "crash-5").touch()  # task 5 is in the second chunk of three
+        recovered = collector.collect(TASKS, SEEDS)
+        assert not (tmp_path / "crash-5").exists()  # the env did exit a worker
+        assert collector.restarts == 1 and collector.last_stats["rollout/restarts"] == 1
+        assert [t.task_id for t in recovered] == TASKS  # each exactly once, in order
+        assert_same_episodes(recovered, clean)
+        assert collector.ping() == [5, 5]
+
+        (tmp_path / "crash-2").touch()  # a second death is one more than max_restarts allows
+        with pytest.raises(RuntimeError, match=r"max_restarts=1\); giving up"):
+            collector.collect(TASKS, SEEDS)
+    finally:
+        collector.close()
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="(?s)failed to start.*no Hugging Face checkpoint"):
+        RayCollector(cfg_for(tmp_path), tmp_path / "missing", num_workers=1)

@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end at their tiny settings and print their tables."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_throughput(*args):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert table[0] == "| setup | episodes | tokens | time (s) | tokens/s | episodes/s |"
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    for _setup, episodes, tokens, _seconds, tokens_per_s, _episodes_per_s in rows:
+        assert episodes == "8" and int(tokens) > 0 and float(tokens_per_s) > 0
+    return [row[0] for row in rows], rows
+
+
+def test_throughput_benchmark_in_process_runs():
+    setups, _ = run_throughput("--workers")
+    assert setups == ["in-process"]
+
+
+@pytest.mark.distributed
+def test_throughput_benchmark_runs():
+    setups, rows = run_throughput()
+    assert setups == ["in-process", "ray x1", "ray x2"]
+    assert len({row[2] for row in rows}) == 1  # the same episodes, token for token
