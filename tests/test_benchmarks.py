@@ -12,7 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_throughput(*args):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", *args],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--quick",
+            "--threads",
+            "1",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -41,6 +41,16 @@ gym.register(id="CrashOnceGuessNumber-v0", entry_point=CrashOnceGuessNumber)
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Generate on one thread, as a worker does: on a shared 2-core machine two OpenMP threads
+    can run 10x slower than one whenever another process takes a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def ray_instance():
     ensure_ray(num_cpus=2)
     yield

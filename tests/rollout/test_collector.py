@@ -30,6 +30,16 @@ def cfg_for(tmp_path, *extra):
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Generate on one thread, as a worker does: on a shared 2-core machine two OpenMP threads
+    can run 10x slower than one whenever another process takes a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def policy(tiny_policy):
     """A private copy of the session's tiny policy (some tests load other weights into it)."""
