@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -53,7 +54,7 @@ def ensure_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None
     if ray.is_initialized():
         return
     pythonpath = os.pathsep.join(_driver_import_paths())
-    kwargs = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus}
+    kwargs: dict[str, Any] = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus}
     ray.init(
         include_dashboard=False,
         log_to_driver=log_to_driver,
@@ -158,12 +159,12 @@ class RayCollector:
         cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
         self._weights = ray.put(cpu_state)
         self.version = version
-        pending = [
+        pending: list[tuple[int, ray.ObjectRef]] = [
             (i, w.set_weights.remote(self._weights, version)) for i, w in enumerate(self._workers)
         ]
-        for i, ref in pending:
+        for i, acked in pending:
             try:
-                ray.get(ref)
+                ray.get(acked)
             except WORKER_DEATH as err:
                 self._replace(i, err)  # the replacement starts with these weights
 
@@ -178,18 +179,17 @@ class RayCollector:
         while queue or running:
             while queue and idle:
                 worker, chunk = idle.popleft(), queue.popleft()
-                ref = self._workers[worker].rollout.remote(chunks[chunk])
-                running[ref] = (worker, chunk)
-            [ref], _ = ray.wait(list(running), num_returns=1)
-            worker, chunk = running.pop(ref)
+                running[self._workers[worker].rollout.remote(chunks[chunk])] = (worker, chunk)
+            [finished], _ = ray.wait(list(running), num_returns=1)
+            worker, chunk = running.pop(finished)
             try:
-                trajectories = ray.get(ref)
+                played: list[Trajectory] = ray.get(finished)
             except WORKER_DEATH as err:
                 self._replace(worker, err)
                 queue.appendleft(chunk)  # played again from scratch
             else:
-                _check_chunk(chunks[chunk], trajectories)
-                results[chunk] = trajectories
+                _check_chunk(chunks[chunk], played)
+                results[chunk] = played
             idle.append(worker)
         trajectories = [t for i in range(len(chunks)) for t in results[i]]
         self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, self.restarts)
@@ -207,7 +207,7 @@ class RayCollector:
         self._weights = None
 
     def _spawn(self) -> ray.actor.ActorHandle:
-        worker = RolloutWorker.options(**self._options).remote(
+        worker = RolloutWorker.options(**self._options).remote(  # type: ignore[attr-defined]
             self.cfg, self.policy_dir, self._threads
         )
         if self._weights is not None:  # queued before any chunk on this actor

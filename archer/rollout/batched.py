@@ -16,7 +16,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from tqdm.auto import tqdm
@@ -134,9 +134,9 @@ def run_episodes(
                 TurnContext(str(task_ids[i]), episode_seeds[i], len(st.traj.turns))
                 for i, st in (live[s] for s in slots)
             ]
-            actions, extras = agent(observations, contexts)  # type: ignore[call-arg,misc]
+            actions, extras = cast(ContextAgent, agent)(observations, contexts)
         else:
-            actions = agent(observations)  # type: ignore[call-arg]
+            actions = cast(BatchAgent, agent)(observations)
         if len(actions) != len(slots):
             raise RuntimeError(
                 f"agent returned {len(actions)} actions for {len(slots)} observations"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ def rollout_chunk(
     def act(
         observations: list[str], contexts: list[TurnContext]
     ) -> tuple[list[str], list[dict[str, Any]]]:
-        texts, logprobs = policy.generate(
+        out = policy.generate(
             observations,
             max_new_tokens=gen.max_new_tokens,
             temperature=temperature,
@@ -85,6 +85,7 @@ def rollout_chunk(
             seeds=[utterance_seed(c.seed, c.turn) for c in contexts],
             return_logprobs=True,
         )
+        texts, logprobs = cast(tuple[list[str], list[list[float]]], out)
         return texts, [{"logprobs": lp} for lp in logprobs]
 
     trajectories = run_episodes(
