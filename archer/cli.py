@@ -7,12 +7,10 @@ overrides of the structured config (archer/config.py), validated before any work
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from archer.buffer.dataset import DatasetError
@@ -176,31 +174,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: scripted data -> tiny SFT policy -> evaluation against scripted baselines."""
-    from archer.evaluation import collect, evaluate
+    from archer.evaluation import evaluate
     from archer.models.policy import Policy
-    from archer.offline import train_sft
+    from archer.offline import warm_start
 
     cfg = _config(args, [])
     out = Path(cfg.output_dir)
     t0 = time.time()
-    tag = _digest(cfg.env, cfg.collect, cfg.seed)
-    data = out / "data" / f"{cfg.collect.agent}-{tag}.jsonl"
-    print(f"[1/3] collect {cfg.collect.episodes} episodes of '{cfg.collect.agent}' "
-          f"(noise {cfg.collect.noise}) on {cfg.env.id} -> {data}")
-    if data.exists():
-        print("      (cached)")
-    else:
-        print("      " + _fmt(collect(cfg, data)))
-    ckpt = out / "sft"
-    key = _digest(str(data), cfg.model, cfg.sft, cfg.seed)
-    print(f"[2/3] SFT a tiny policy ({cfg.model.size}) -> {ckpt}")
-    if _sft_key(ckpt) == key:
-        print("      (cached)")
-    else:
-        summary = train_sft(cfg, data, ckpt)
-        (ckpt / "archer_cache_key").write_text(key)
-        print(f"      {summary['parameters']:,} parameters, {summary['steps']} steps, "
-              f"final token NLL {summary['final_nll']:.3f}")
+    print(f"[1-2/3] collect {cfg.collect.episodes} episodes of '{cfg.collect.agent}' "
+          f"(noise {cfg.collect.noise}) on {cfg.env.id}, then SFT a tiny policy ({cfg.model.size})")
+    ckpt = warm_start(cfg, log=lambda msg: print("      " + msg))
     print(f"[3/3] evaluate {cfg.eval.episodes} episodes per row on the '{cfg.eval.split}' split")
     policy = Policy.from_pretrained(ckpt, cfg.device, cfg.model.max_context_tokens)
     rows = {}
@@ -221,22 +204,6 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
           f"({time.time() - t0:.0f} s in all).")
     (out / "quickstart_results.json").write_text(json.dumps(rows, indent=2))
     return 0
-
-
-def _digest(*parts: object) -> str:
-    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _sft_key(ckpt: Path) -> str | None:
-    f = ckpt / "archer_cache_key"
-    return f.read_text() if f.is_file() and (ckpt / "config.json").is_file() else None
-
-
-def _fmt(summary: dict) -> str:
-    return (f"return {summary['return_mean']:.2f} ± {summary['return_std']:.2f}, "
-            f"success {summary['success_rate']:.0%}, {summary['turns_mean']:.1f} turns")
 
 
 # ------------------------------------------------------------------------------- parser
