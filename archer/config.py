@@ -164,7 +164,10 @@ class RolloutConfig:
     split: str = "train"
     """Task split that training episodes are drawn from."""
     max_restarts: int = 3
-    """Times a dead rollout worker is replaced (per run) before the run gives up."""
+    """Times a dead or hung rollout worker is replaced (per run) before the run gives up."""
+    chunk_timeout_s: float = 900.0
+    """Seconds one worker may spend on one chunk of episodes before it counts as hung and is
+    killed and replaced (its chunk played again); 0 waits forever."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("split", self.split, ("train", "eval", "all"))
@@ -175,6 +178,8 @@ class RolloutConfig:
             errors.append(("num_workers", f"must be >= 0 (0 = in-process), got {self.num_workers}"))
         if self.max_restarts < 0:
             errors.append(("max_restarts", f"must be >= 0, got {self.max_restarts}"))
+        if self.chunk_timeout_s < 0:
+            errors.append(("chunk_timeout_s", f"must be >= 0 (0 = no limit), got {self.chunk_timeout_s}"))
         return errors
 
 
@@ -248,7 +253,12 @@ class ActorConfig:
     clip_eps: float = 0.2
     """PPO clip range epsilon."""
     kl_coef: float = 0.0
-    """Weight of the KL penalty to the frozen reference (starting) policy; 0 disables it."""
+    """Weight of the KL penalty to the frozen reference (starting) policy; 0 disables it.
+    With target_kl > 0 this is the starting weight of an adaptive controller."""
+    target_kl: float = 0.0
+    """Adaptive KL (Ziegler et al. 2019): after each actor phase the weight doubles when the
+    measured token KL exceeds 1.5 x target_kl and halves below target_kl / 1.5; 0 keeps
+    kl_coef fixed."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables."""
     normalize_advantages: bool = False
@@ -267,6 +277,10 @@ class ActorConfig:
             errors.append(("clip_eps", f"must be in (0, 1), got {self.clip_eps}"))
         if self.kl_coef < 0:
             errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.target_kl < 0:
+            errors.append(("target_kl", f"must be >= 0 (0 = fixed kl_coef), got {self.target_kl}"))
+        if self.target_kl > 0 and self.kl_coef <= 0:
+            errors.append(("target_kl", "needs kl_coef > 0 (the controller's starting weight)"))
         if self.grad_clip < 0:
             errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
         return errors
@@ -301,7 +315,8 @@ class TrainConfig:
     iterations: int = 30
     """Training iterations (collect -> critic -> actor)."""
     eval_every: int = 10
-    """Greedy evaluation on held-out tasks every N iterations (and after the last); 0 never."""
+    """Greedy and sampled evaluation on held-out tasks every N iterations; 0 only after the
+    last iteration (which always evaluates, with eval.episodes episodes)."""
     eval_episodes: int = 50
     """Episodes per periodic evaluation."""
     save_every: int = 10

@@ -9,8 +9,8 @@ One iteration (DESIGN.md, "Data flow"):
   4. actor     after `actor.warmup_iters` iterations, `actor.updates_per_iter` steps of the
                DeepSpeed actor on fresh utterances for buffer states; then the new weights
                are pushed to the workers under a new version number;
-  5. eval      every `train.eval_every` iterations, greedy and sampled returns on the
-               held-out tasks;
+  5. eval      every `train.eval_every` iterations (`train.eval_episodes` episodes) and after
+               the last one (`eval.episodes`), greedy and sampled returns on the held-out tasks;
   6. save      every `train.save_every` iterations, an atomic checkpoint that `train.resume`
                continues from (same iteration, buffer, RNG, optimizer and engine state).
 Every phase is timed (`time/<phase>_s` in metrics.jsonl and TensorBoard).
@@ -53,6 +53,7 @@ class TrainState:
     policy_version: int = 0
     episodes: int = 0
     nonfinite: int = 0
+    kl_coef: float = 0.0
     task_rng: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
 
@@ -115,7 +116,18 @@ class Trainer:
         self.policy = Policy.from_pretrained(policy_dir, cfg.device, cfg.model.max_context_tokens)
         self.ref_model = None
         if cfg.actor.kl_coef > 0:
-            self.ref_model = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
+            # The KL anchor is the run's starting policy; a resumed run reads it back.
+            ref_dir = ckpt / "reference_policy"
+            if cfg.train.resume and ref_dir.is_dir():
+                from transformers import AutoModelForCausalLM
+
+                self.ref_model = AutoModelForCausalLM.from_pretrained(str(ref_dir)).to(cfg.device)
+            else:
+                if cfg.train.resume:
+                    log(f"warning: {ckpt} has no reference_policy/ (written with kl_coef=0?); "
+                        "the KL reference is the checkpointed policy")
+                self.ref_model = copy.deepcopy(self.policy.model)
+            self.ref_model.eval().requires_grad_(False)
 
         # ---- critic and its target
         if cfg.train.resume:
@@ -145,12 +157,12 @@ class Trainer:
         finally:
             env.close()
         self.task_rng = np.random.default_rng(cfg.seed)
-        self.state = TrainState()
+        self.state = TrainState(kl_coef=cfg.actor.kl_coef)
         if cfg.train.resume:
             self._load(ckpt)
         self.collector = _make_collector(cfg, self.policy, policy_dir)
         if cfg.train.resume:
-            self.collector.set_weights(self._cpu_state_dict(), self.state.policy_version)
+            self._push_weights()
         self.metrics_file = self.out / "metrics.jsonl"
         self.tb = None
         if cfg.train.tensorboard:
@@ -182,9 +194,10 @@ class Trainer:
 
     def _sample_utterances(self, states: list[str]) -> tuple[list[str], list[list[float]]]:
         g = self.cfg.generation
-        texts, logprobs = self.policy.generate(
-            states, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-            stop_on_newline=g.stop_on_newline, return_logprobs=True)
+        with self.engine.gathered_parameters():  # whole weights under ZeRO-3, else a no-op
+            texts, logprobs = self.policy.generate(
+                states, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                top_p=g.top_p, stop_on_newline=g.stop_on_newline, return_logprobs=True)
         return texts, logprobs
 
     def critic_phase(self) -> dict[str, float]:
@@ -219,12 +232,16 @@ class Trainer:
                 self.engine, self.policy, states, actions, adv, loss_type=a.loss,
                 micro_batch_size=self.cfg.deepspeed.micro_batch_size, old_logp=old_logp,
                 old_mask=old_mask, clip_eps=a.clip_eps, ref_model=self.ref_model,
-                kl_coef=a.kl_coef)
+                kl_coef=self.state.kl_coef)
             self._count_nonfinite(m["actor/skipped"])
-            history.append({**m, **adv_metrics})
+            history.append({**m, **adv_metrics, "actor/kl_coef": self.state.kl_coef})
         self.policy.model.eval()
+        if a.target_kl > 0:
+            self.state.kl_coef = adapt_kl_coef(self.state.kl_coef,
+                                               float(np.mean([h["actor/kl_ref"] for h in history])),
+                                               a.target_kl)
         self.state.policy_version += 1
-        self.collector.set_weights(self._cpu_state_dict(), self.state.policy_version)
+        self._push_weights()
         return _mean(history)
 
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -233,7 +250,8 @@ class Trainer:
         out = {}
         for decoding in ("greedy", "sample"):
             cfg.eval.decoding = decoding
-            summary, _ = evaluate(cfg, policy=self.policy, progress=False)
+            with self.engine.gathered_parameters():
+                summary, _ = evaluate(cfg, policy=self.policy, progress=False)
             out[f"eval/return_{decoding}"] = summary["return_mean"]
             out[f"eval/return_{decoding}_sem"] = summary["return_sem"]
             out[f"eval/success_{decoding}"] = summary["success_rate"]
@@ -259,9 +277,9 @@ class Trainer:
                 with _timed(timings, "actor"):
                     metrics.update(self.actor_phase())
             last = it + 1 == cfg.train.iterations
-            if cfg.train.eval_every and ((it + 1) % cfg.train.eval_every == 0 or last):
-                with _timed(timings, "eval"):
-                    metrics.update(self.evaluate())
+            if last or (cfg.train.eval_every and (it + 1) % cfg.train.eval_every == 0):
+                with _timed(timings, "eval"):  # the final one with eval.episodes
+                    metrics.update(self.evaluate(cfg.eval.episodes if last else None))
             self.state.iteration = it + 1
             if last or (cfg.train.save_every and (it + 1) % cfg.train.save_every == 0):
                 with _timed(timings, "save"):
@@ -289,7 +307,10 @@ class Trainer:
         tmp = self.out / (CHECKPOINT + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.policy.save_pretrained(tmp / "policy")
+        with self.engine.gathered_parameters():
+            self.policy.save_pretrained(tmp / "policy")
+        if self.ref_model is not None:  # the KL anchor stays the run's starting policy
+            self.ref_model.save_pretrained(tmp / "reference_policy")
         self.critic.save_pretrained(tmp / "critic")
         self.target.save_pretrained(tmp / "target_critic")
         self.engine.save_checkpoint(tmp / "engine")
@@ -319,6 +340,8 @@ class Trainer:
         self.policy.model = self.engine.module
         self.policy.model.eval()
         self.state = TrainState(**blob["train_state"])
+        if self.cfg.actor.target_kl == 0:  # a fixed weight follows the config
+            self.state.kl_coef = self.cfg.actor.kl_coef
         self.task_rng.bit_generator.state = self.state.task_rng
         _set_rng_state(blob["rng"])
         self.log(f"resumed from {ckpt} at iteration {self.state.iteration} "
@@ -326,7 +349,18 @@ class Trainer:
 
     # ----------------------------------------------------------------------- helpers
     def _cpu_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu") for k, v in self.policy.model.state_dict().items()}
+        # Under ZeRO-3 the gathered tensors are released when the block ends: copy them.
+        copy_out = getattr(self.engine, "zero_stage", 0) == 3
+        with self.engine.gathered_parameters():
+            return {k: v.detach().to("cpu").clone() if copy_out else v.detach().to("cpu")
+                    for k, v in self.policy.model.state_dict().items()}
+
+    def _push_weights(self) -> None:
+        """Hand the updated actor to the collector under the next version number."""
+        if getattr(self.collector, "policy", None) is self.policy:
+            self.collector.set_version(self.state.policy_version)  # it acts with our model
+        else:
+            self.collector.set_weights(self._cpu_state_dict(), self.state.policy_version)
 
     def _count_nonfinite(self, skipped: float) -> None:
         if skipped:
@@ -345,6 +379,16 @@ class Trainer:
                 if k != "iteration":
                     self.tb.add_scalar(k, v, step)
             self.tb.flush()
+
+
+def adapt_kl_coef(coef: float, kl: float, target: float) -> float:
+    """One step of the adaptive KL controller: x2 above 1.5 x target, /2 below target / 1.5,
+    kept within [1e-4, 100]."""
+    if kl > 1.5 * target:
+        coef *= 2.0
+    elif kl < target / 1.5:
+        coef /= 2.0
+    return min(max(coef, 1e-4), 100.0)
 
 
 def _check_checkpoint(ckpt: Path) -> None:
@@ -383,7 +427,10 @@ def train(cfg: Config, progress: bool = True, log=print) -> dict[str, Any]:
             before = trainer.evaluate(cfg.eval.episodes)
             trainer._log_metrics({"iteration": -1.0, **before})
         history = trainer.train()
-        after = trainer.evaluate(cfg.eval.episodes)
+        if history:  # the last iteration evaluated with eval.episodes
+            after = {k: v for k, v in history[-1].items() if k.startswith("eval/")}
+        else:  # resumed at the end: nothing left to train
+            after = trainer.evaluate(cfg.eval.episodes)
     finally:
         trainer.close()
     return {"before": before, "after": after, "history": history, "init_policy": str(trainer.init_dir)}

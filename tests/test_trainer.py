@@ -5,14 +5,15 @@ import json
 
 import pytest
 import torch
-
 import user_envs  # noqa: F401
+from transformers import AutoModelForCausalLM
+
 from archer.buffer.replay import ReplayBuffer
-from archer.config import load_config
+from archer.config import ConfigError, load_config
 from archer.errors import CheckpointError, NonFiniteError
 from archer.evaluation import collect
 from archer.offline import train_sft
-from archer.trainer import Trainer
+from archer.trainer import Trainer, adapt_kl_coef
 
 
 def base_overrides(tmp, init):
@@ -131,3 +132,56 @@ def test_non_finite_losses_skip_then_stop(tmp_path, coin_sft):
             trainer.train()
     finally:
         trainer.close()
+
+
+def test_zero3_actor_generates_and_checkpoints_whole_weights(tmp_path, coin_sft):
+    """Under ZeRO-3 the module's parameters are partitioned; sampling, evaluation, weight
+    pushes and the checkpoint must read the gathered weights."""
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.iterations=1",
+                                 "actor.warmup_iters=0", "actor.updates_per_iter=1",
+                                 "critic.updates_per_iter=1", "deepspeed.zero_stage=3"])
+    start = AutoModelForCausalLM.from_pretrained(str(coin_sft)).state_dict()
+    trainer = Trainer(cfg, progress=False, log=lambda *_: None)
+    try:
+        history = trainer.train()
+        pushed = trainer._cpu_state_dict()
+        returns = trainer.evaluate(16)
+    finally:
+        trainer.close()
+    assert history[0]["policy_version"] == 1.0
+    assert -1.0 <= returns["eval/return_sample"] <= 1.0
+    saved = AutoModelForCausalLM.from_pretrained(str(tmp_path / "checkpoint" / "policy")).state_dict()
+    for k, v in saved.items():
+        assert v.shape == start[k].shape and torch.equal(v, pushed[k]), k
+    assert any(not torch.equal(v, start[k]) for k, v in saved.items())  # the step is in it
+
+
+def test_resumed_run_keeps_the_starting_policy_as_kl_reference(tmp_path, coin_sft):
+    over = [*base_overrides(tmp_path, coin_sft), "actor.warmup_iters=0", "actor.kl_coef=0.1",
+            "critic.updates_per_iter=1", "actor.updates_per_iter=1"]
+    first = Trainer(load_config(overrides=[*over, "train.iterations=1"]), progress=False,
+                    log=lambda *_: None)
+    try:
+        first.train()
+    finally:
+        first.close()
+    start = AutoModelForCausalLM.from_pretrained(str(coin_sft)).state_dict()
+    resumed = Trainer(load_config(overrides=[*over, "train.iterations=2", "train.resume=true"]),
+                      progress=False, log=lambda *_: None)
+    try:
+        ref = resumed.ref_model.state_dict()
+        policy = resumed.policy.model.state_dict()
+        assert all(torch.equal(v, start[k]) for k, v in ref.items())
+        assert any(not torch.equal(v, start[k]) for k, v in policy.items())
+        assert not any(p.requires_grad for p in resumed.ref_model.parameters())
+    finally:
+        resumed.close()
+
+
+def test_adaptive_kl_controller():
+    assert adapt_kl_coef(0.1, kl=0.2, target=0.05) == 0.2  # far above: doubles
+    assert adapt_kl_coef(0.1, kl=0.01, target=0.05) == 0.05  # far below: halves
+    assert adapt_kl_coef(0.1, kl=0.06, target=0.05) == 0.1  # within [target/1.5, 1.5 target]
+    assert adapt_kl_coef(80.0, kl=1.0, target=0.05) == 100.0  # capped
+    with pytest.raises(ConfigError, match="target_kl: needs kl_coef > 0"):
+        load_config(overrides=["actor.target_kl=0.05"])

@@ -176,12 +176,29 @@ class RayCollector:
         queue = deque(range(len(chunks)))  # chunk indices still to play
         idle = deque(range(len(self._workers)))  # worker indices free to take one
         running: dict[ray.ObjectRef, tuple[int, int]] = {}  # ref -> (worker, chunk)
+        started: dict[ray.ObjectRef, float] = {}  # ref -> when it was handed out
+        limit = self.cfg.rollout.chunk_timeout_s
         while queue or running:
             while queue and idle:
                 worker, chunk = idle.popleft(), queue.popleft()
-                running[self._workers[worker].rollout.remote(chunks[chunk])] = (worker, chunk)
-            [finished], _ = ray.wait(list(running), num_returns=1)
+                ref = self._workers[worker].rollout.remote(chunks[chunk])
+                running[ref], started[ref] = (worker, chunk), time.perf_counter()
+            wait_s = None
+            if limit > 0:
+                wait_s = max(0.0, min(started.values()) + limit - time.perf_counter())
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+            if not ready:  # the oldest chunk overran: its worker is hung, replace it
+                hung = min(started, key=started.__getitem__)
+                worker, chunk = running.pop(hung)
+                del started[hung]
+                self._replace(worker, TimeoutError(
+                    f"chunk {chunks[chunk]} took longer than rollout.chunk_timeout_s={limit:g}"))
+                queue.appendleft(chunk)
+                idle.append(worker)
+                continue
+            finished = ready[0]
             worker, chunk = running.pop(finished)
+            del started[finished]
             try:
                 played: list[Trajectory] = ray.get(finished)
             except WORKER_DEATH as err:
@@ -218,7 +235,7 @@ class RayCollector:
         self.restarts += 1
         if self.restarts > self.cfg.rollout.max_restarts:
             raise RuntimeError(
-                f"rollout worker {index} died and {self.restarts - 1} workers were already "
+                f"rollout worker {index} failed and {self.restarts - 1} workers were already "
                 f"replaced (rollout.max_restarts={self.cfg.rollout.max_restarts}); giving up. "
                 f"Last error: {err}"
             ) from err

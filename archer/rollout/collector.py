@@ -135,6 +135,11 @@ class InProcessCollector:
             self.policy.model.load_state_dict(state_dict)
         self.version = version
 
+    def set_version(self, version: int) -> None:
+        """The shared policy was updated in place (the trainer's own model, which under
+        ZeRO-3 cannot take a `load_state_dict`): act under `version` from now on."""
+        self.version = version
+
     def collect(self, task_ids: Sequence[str], seeds: Sequence[int]) -> list[Trajectory]:
         start = time.perf_counter()
         trajectories: list[Trajectory] = []

@@ -3,6 +3,7 @@ collection for the same seeds and weights, weight pushes, and a worker dying mid
 
 import copy
 import os
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,23 +22,47 @@ TASKS = [str(i) for i in range(1, 9)]  # every task once: each id must come back
 SEEDS = list(range(200, 208))
 
 
-class CrashOnceGuessNumber(GuessNumberEnv):
-    """GuessNumber whose process exits at the reset of task t while `trigger_dir/crash-t`
-    exists; the file is removed first, so each arming kills exactly one worker."""
+class TriggeredGuessNumber(GuessNumberEnv):
+    """GuessNumber that misbehaves (`_fault`) at the reset of task t while
+    `trigger_dir/<kind>-t` exists; the file is removed first, so each arming hits one worker."""
+
+    kind = ""
 
     def __init__(self, trigger_dir: str, **kwargs):
         super().__init__(**kwargs)
         self.trigger_dir = Path(trigger_dir)
 
     def _begin(self, task_id: str) -> str:
-        trigger = self.trigger_dir / f"crash-{task_id}"
+        trigger = self.trigger_dir / f"{self.kind}-{task_id}"
         if trigger.exists():
             trigger.unlink()
-            os._exit(1)
+            self._fault()
         return super()._begin(task_id)
+
+    def _fault(self) -> None:
+        raise NotImplementedError
+
+
+class CrashOnceGuessNumber(TriggeredGuessNumber):
+    """Its worker process exits."""
+
+    kind = "crash"
+
+    def _fault(self) -> None:
+        os._exit(1)
+
+
+class HangOnceGuessNumber(TriggeredGuessNumber):
+    """It sleeps far past any test timeout."""
+
+    kind = "hang"
+
+    def _fault(self) -> None:
+        time.sleep(3600)
 
 
 gym.register(id="CrashOnceGuessNumber-v0", entry_point=CrashOnceGuessNumber)
+gym.register(id="HangOnceGuessNumber-v0", entry_point=HangOnceGuessNumber)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -162,6 +187,31 @@ def test_a_dead_worker_is_replaced_and_its_chunk_played_again(tmp_path, policy_d
         (tmp_path / "crash-2").touch()  # a second death is one more than max_restarts allows
         with pytest.raises(RuntimeError, match=r"max_restarts=1\); giving up"):
             collector.collect(TASKS, SEEDS)
+    finally:
+        collector.close()
+
+
+def test_a_hung_worker_is_replaced_after_the_chunk_timeout(tmp_path, policy_dir, tiny_policy):
+    cfg = cfg_for(
+        tmp_path,
+        "env.id=test_rollout:HangOnceGuessNumber-v0",
+        f"env.kwargs.trigger_dir={tmp_path}",
+        "rollout.chunk_timeout_s=20",
+    )
+    collector = RayCollector(cfg, policy_dir, num_workers=2)
+    try:
+        collector.set_weights(tiny_policy.model.state_dict(), 3)
+        clean = collector.collect(TASKS, SEEDS)
+
+        (tmp_path / "hang-4").touch()  # task 4 is in the second chunk of three
+        start = time.perf_counter()
+        recovered = collector.collect(TASKS, SEEDS)
+        assert not (tmp_path / "hang-4").exists()  # a worker did take the chunk and hang
+        assert time.perf_counter() - start >= 20  # nothing was given up early
+        assert collector.restarts == 1 and collector.last_stats["rollout/restarts"] == 1
+        assert [t.task_id for t in recovered] == TASKS  # each exactly once, in order
+        assert_same_episodes(recovered, clean)
+        assert collector.ping() == [3, 3]  # the replacement acts with the pushed weights
     finally:
         collector.close()
 
