@@ -42,7 +42,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-class BufferError(ValueError):
+class ReplayBufferError(ValueError):
     """A replay-buffer file or state that is missing or malformed; the message names it."""
 
 
@@ -144,14 +144,14 @@ class ReplayBuffer:
         """Restore from `state_dict()`; the capacity must match this buffer's."""
         _check_header(state, "replay buffer state")
         if state["capacity"] != self.capacity:
-            raise BufferError(
+            raise ReplayBufferError(
                 f"replay buffer state has capacity {state['capacity']}, this buffer "
                 f"{self.capacity}; build the buffer with the saved capacity (ReplayBuffer.load)"
             )
         size = min(state["added_total"], self.capacity)
         records = state["transitions"]
         if len(records) != size:
-            raise BufferError(
+            raise ReplayBufferError(
                 f"replay buffer state holds {len(records)} transitions, expected {size} "
                 f"(capacity {self.capacity}, added_total {state['added_total']})"
             )
@@ -162,7 +162,7 @@ class ReplayBuffer:
         try:
             rng.bit_generator.state = copy.deepcopy(state["rng"])
         except (TypeError, ValueError, KeyError) as err:
-            raise BufferError(f"replay buffer state has an invalid RNG state: {err}") from None
+            raise ReplayBufferError(f"replay buffer state has an invalid RNG state: {err}") from None
         self.seed = state["seed"]
         self._added_total = state["added_total"]
         self._items = [*items, *[None] * (self.capacity - size)]
@@ -187,11 +187,11 @@ class ReplayBuffer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReplayBuffer:
-        """Read a buffer written by `save`; raises BufferError naming the file if it is missing
+        """Read a buffer written by `save`; raises ReplayBufferError naming the file if it is missing
         or malformed."""
         path = Path(path)
         if not path.is_file():
-            raise BufferError(f"replay buffer file not found: {path}")
+            raise ReplayBufferError(f"replay buffer file not found: {path}")
         state: Any = None
         records: list[Any] = []
         lineno = 0
@@ -203,49 +203,49 @@ class ReplayBuffer:
                     else:
                         records.append(json.loads(line))
         except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
-            raise BufferError(
+            raise ReplayBufferError(
                 f"replay buffer file {path} is not readable gzip'd text: {err}"
             ) from None
         except json.JSONDecodeError as err:
-            raise BufferError(
+            raise ReplayBufferError(
                 f"replay buffer file {path}, line {lineno}: not valid JSON ({err.msg})"
             ) from None
         if state is None:
-            raise BufferError(f"replay buffer file {path} is empty")
+            raise ReplayBufferError(f"replay buffer file {path} is empty")
         if isinstance(state, dict):
             state["transitions"] = records
         try:
             _check_header(state, "replay buffer state")
             buffer = cls(state["capacity"], seed=state["seed"])
             buffer.load_state_dict(state)
-        except (BufferError, ValueError) as err:
-            raise BufferError(f"replay buffer file {path}: {err}") from None
+        except (ReplayBufferError, ValueError) as err:
+            raise ReplayBufferError(f"replay buffer file {path}: {err}") from None
         return buffer
 
 
 def _check_header(state: Any, where: str) -> None:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise BufferError(f"{where} is not a {FORMAT} (format field missing or different)")
+        raise ReplayBufferError(f"{where} is not a {FORMAT} (format field missing or different)")
     if state.get("version") != VERSION:
-        raise BufferError(
+        raise ReplayBufferError(
             f"{where} has version {state.get('version')!r}; this code reads {VERSION}"
         )
     for key in ("capacity", "seed", "added_total"):
         value = state.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise BufferError(f"{where}: '{key}' must be an integer >= 0, got {value!r}")
+            raise ReplayBufferError(f"{where}: '{key}' must be an integer >= 0, got {value!r}")
     if state["capacity"] < 1:
-        raise BufferError(f"{where}: 'capacity' must be >= 1, got {state['capacity']}")
+        raise ReplayBufferError(f"{where}: 'capacity' must be >= 1, got {state['capacity']}")
     if not isinstance(state.get("rng"), dict) or not isinstance(state.get("transitions"), list):
-        raise BufferError(f"{where}: 'rng' (a dict) and 'transitions' (a list) are required")
+        raise ReplayBufferError(f"{where}: 'rng' (a dict) and 'transitions' (a list) are required")
 
 
 def _transition(record: Any, where: str) -> Transition:
     if not isinstance(record, dict) or set(record) != set(_FIELDS):
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise BufferError(f"{where}: expected the keys {sorted(_FIELDS)}, got {keys}")
+        raise ReplayBufferError(f"{where}: expected the keys {sorted(_FIELDS)}, got {keys}")
     for key, types in _FIELD_TYPES.items():
         value = record[key]
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            raise BufferError(f"{where}: '{key}' has the wrong type {type(value).__name__}")
+            raise ReplayBufferError(f"{where}: '{key}' has the wrong type {type(value).__name__}")
     return Transition(**{**record, "reward": float(record["reward"])})

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from archer.buffer import BufferError, ReplayBuffer
+from archer.buffer import ReplayBuffer, ReplayBufferError
 from archer.types import Trajectory, Transition, Turn, trajectory_transitions
 
 
@@ -152,7 +152,7 @@ def test_state_dict_round_trip_and_capacity_mismatch():
     other.load_state_dict(state)
     assert other.transitions() == buf.transitions()
     assert other.sample(30) == expected
-    with pytest.raises(BufferError, match="capacity"):
+    with pytest.raises(ReplayBufferError, match="capacity"):
         ReplayBuffer(capacity=5).load_state_dict(state)
 
 
@@ -164,12 +164,12 @@ def test_empty_buffer_round_trip(tmp_path):
 
 def test_missing_and_corrupt_files_raise_buffer_error_naming_the_path(tmp_path):
     missing = tmp_path / "nope.gz"
-    with pytest.raises(BufferError, match="not found.*nope.gz"):
+    with pytest.raises(ReplayBufferError, match="not found.*nope.gz"):
         ReplayBuffer.load(missing)
 
     not_gzip = tmp_path / "plain.gz"
     not_gzip.write_text("hello")
-    with pytest.raises(BufferError, match="plain.gz"):
+    with pytest.raises(ReplayBufferError, match="plain.gz"):
         ReplayBuffer.load(not_gzip)
 
     good = tmp_path / "good.gz"
@@ -180,7 +180,7 @@ def test_missing_and_corrupt_files_raise_buffer_error_naming_the_path(tmp_path):
 
     truncated = tmp_path / "truncated.gz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BufferError, match="truncated.gz"):
+    with pytest.raises(ReplayBufferError, match="truncated.gz"):
         ReplayBuffer.load(truncated)
 
     def write_lines(name, lines):
@@ -208,7 +208,7 @@ def test_missing_and_corrupt_files_raise_buffer_error_naming_the_path(tmp_path):
     }
     for name, (content, match) in cases.items():
         path = write_lines(name, content)
-        with pytest.raises(BufferError, match=match) as info:
+        with pytest.raises(ReplayBufferError, match=match) as info:
             ReplayBuffer.load(path)
         assert name in str(info.value)
 
