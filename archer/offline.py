@@ -36,19 +36,31 @@ def tokenizer_corpus(trajectories: list[Trajectory]) -> list[str]:
     """Text to train a tokenizer on: the episodes, plus whatever the env says it can produce."""
     texts = [t.final_observation or (t.turns[-1].observation if t.turns else "") for t in trajectories]
     texts += [turn.action for t in trajectories for turn in t.turns]
+    return texts + _env_strings(trajectories, "corpus")
+
+
+def tokenizer_atomic_terms(trajectories: list[Trajectory]) -> list[str]:
+    """Strings the envs of `trajectories` want kept whole by a tokenizer (`atomic_terms()`)."""
+    return _env_strings(trajectories, "atomic_terms")
+
+
+def _env_strings(trajectories: list[Trajectory], method: str) -> list[str]:
+    """The strings `env.unwrapped.<method>()` lists, over the envs of `trajectories`."""
+    out: list[str] = []
     for env_id in sorted({t.env_id for t in trajectories}):
         env = make_env(env_id)
-        if hasattr(env.unwrapped, "corpus"):
-            texts += env.unwrapped.corpus()
+        if hasattr(env.unwrapped, method):
+            out += getattr(env.unwrapped, method)()
         env.close()
-    return texts
+    return out
 
 
 def build_policy(cfg: Config, trajectories: list[Trajectory]) -> Policy:
     """Load `cfg.model.path`, or build a tiny GPT-2 and a tokenizer trained on the data."""
     if cfg.model.path is not None:
         return Policy.from_pretrained(cfg.model.path, cfg.device, cfg.model.max_context_tokens)
-    tokenizer = train_tokenizer(tokenizer_corpus(trajectories), cfg.model.vocab_size)
+    tokenizer = train_tokenizer(tokenizer_corpus(trajectories), cfg.model.vocab_size,
+                                tokenizer_atomic_terms(trajectories))
     model = build_tiny_policy(tokenizer, cfg.model.size, cfg.model.max_context_tokens, cfg.seed)
     return Policy(model, tokenizer, cfg.device, cfg.model.max_context_tokens)
 

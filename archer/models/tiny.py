@@ -15,9 +15,16 @@ PRESETS = {
 }
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 1024, atomic: Iterable[str] = ()
+) -> PreTrainedTokenizerFast:
     """Byte-level BPE (GPT-2 style) trained on `texts`: any string still encodes, bytes as a
-    fallback, so text unseen in training never fails."""
+    fallback, so text unseen in training never fails.
+
+    `atomic` strings (an env's ids that a policy must copy, such as WebShop's product ids)
+    become one token each, on top of `vocab_size`: copying one token is within reach of a
+    tiny policy, copying the three or four BPE pieces of a random id mostly is not.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -30,6 +37,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedT
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
+    terms = sorted(set(atomic))
+    if terms:
+        tok.add_tokens(terms)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD, unk_token=None
     )

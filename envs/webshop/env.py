@@ -313,6 +313,11 @@ class WebShopEnv(TextEnv):
             return RandomAgent(self._queries(), seed=seed)
         raise ValueError(f"unknown scripted agent {name!r} for WebShop: expert, random")
 
+    def atomic_terms(self) -> list[str]:
+        """Product ids: a policy clicks an item by copying its id from the results page, and a
+        tokenizer trained for this env keeps each id one token (`archer sft` does)."""
+        return [p.asin.lower() for p in self.catalog.products]  # as pages show them
+
     def corpus(self) -> list[str]:
         """Text this env can produce or expect: used to train a tokenizer offline."""
         lines = [

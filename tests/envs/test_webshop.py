@@ -494,3 +494,23 @@ def test_bundled_data_is_what_the_script_generates(tmp_path):
     for path in fresh:
         bundled = gen.HERE / path.name
         assert gzip.decompress(bundled.read_bytes()) == gzip.decompress(path.read_bytes())
+
+
+def test_product_ids_are_single_tokens_for_a_tiny_tokenizer(env):
+    """A tokenizer built for WebShop keeps every product id, as pages show it, one token, and
+    still round-trips any text exactly."""
+    from archer.models.tiny import train_tokenizer
+
+    ids = env.unwrapped.atomic_terms()
+    assert len(ids) == len(set(ids)) == len(env.unwrapped.catalog.products)
+    tok = train_tokenizer(env.unwrapped.corpus()[:2000], vocab_size=600, atomic=ids)
+    obs, _ = env.reset(options={"task_id": env.unwrapped.task_ids("train")[0]})
+    obs, *_ = env.step("search[tent]")
+    shown = [line[1:11] for line in obs.splitlines() if line.startswith("[b")]
+    assert shown and set(shown) <= set(ids)
+    for text in (obs, f"click[{shown[0]}]"):
+        enc = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(enc) == text
+        pieces = [tok.decode([i]) for i in enc]
+        assert all(s in pieces for s in shown if s in text)
+    assert len(tok(f"click[{shown[0]}]", add_special_tokens=False)["input_ids"]) == 4
