@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import user_envs
+from episodes import assert_same_episodes
 
 from archer.config import load_config
 from archer.models.policy import Policy
@@ -54,24 +55,6 @@ def collect(cfg, policy, tasks=TASKS, seeds=SEEDS, version=None):
         return collector.collect(tasks, seeds), collector.last_stats
     finally:
         collector.close()
-
-
-def assert_same_episodes(a, b, exact_logprobs=True):
-    assert [(t.task_id, t.seed) for t in a] == [(t.task_id, t.seed) for t in b]
-    for x, y in zip(a, b, strict=True):
-        assert (x.success, x.final_observation, x.error) == (
-            y.success,
-            y.final_observation,
-            y.error,
-        )
-        assert [
-            (u.observation, u.action, u.reward, u.terminated, u.truncated) for u in x.turns
-        ] == [(u.observation, u.action, u.reward, u.terminated, u.truncated) for u in y.turns]
-        for u, v in zip(x.turns, y.turns, strict=True):
-            if exact_logprobs:
-                assert u.logprobs == v.logprobs
-            else:
-                np.testing.assert_allclose(u.logprobs, v.logprobs, rtol=0, atol=1e-4)
 
 
 def test_plan_chunks_splits_consecutive_episodes():
