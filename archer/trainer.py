@@ -179,6 +179,7 @@ class Trainer:
         seeds = [cfg.seed * 1_000_003 + self.state.episodes + i for i in range(n)]
         trajectories = self.collector.collect(tasks, seeds)
         self.state.episodes += n
+        critic_check = self.critic_check(trajectories)  # before the critic sees them
         added = self.buffer.add_trajectories(trajectories, self.state.iteration)
         returns = [t.episode_return for t in trajectories]
         return {
@@ -190,7 +191,39 @@ class Trainer:
             "rollout/transitions_added": float(added),
             "rollout/episodes_total": float(self.state.episodes),
             **{k: float(v) for k, v in getattr(self.collector, "last_stats", {}).items()},
+            **critic_check,
         }
+
+    def critic_check(self, trajectories: list) -> dict[str, float]:
+        """How well the critic predicts the discounted Monte Carlo returns of episodes it has
+        not trained on: explained variance of min V(s) and of min Q(s, a) (the heads the actor
+        uses), and the mean of min Q - G (> 0: optimistic). Only episodes that terminated
+        without an env error count (a truncated one has no complete return)."""
+        states, actions, returns = [], [], []
+        for t in trajectories:
+            if not t.turns or t.error is not None or not t.turns[-1].terminated:
+                continue
+            states += [turn.observation for turn in t.turns]
+            actions += [turn.action for turn in t.turns]
+            returns += archer_algo.discounted_returns([turn.reward for turn in t.turns],
+                                                      self.cfg.critic.gamma)
+        if len(returns) < 2:
+            return {}
+        was_training = self.critic.training
+        self.critic.eval()
+        try:
+            with torch.no_grad():
+                q1, q2, v1, v2 = self.critic(states, actions)
+        finally:
+            self.critic.train(was_training)
+        q = torch.minimum(q1, q2).tolist()
+        v = torch.minimum(v1, v2).tolist()
+        out = {"critic/q_minus_return": float(np.mean(np.subtract(q, returns)))}
+        for name, pred in (("v", v), ("q", q)):
+            ev = archer_algo.explained_variance(pred, returns)
+            if ev is not None:
+                out[f"critic/explained_var_{name}"] = ev
+        return out
 
     def _sample_utterances(self, states: list[str]) -> tuple[list[str], list[list[float]]]:
         g = self.cfg.generation
@@ -290,7 +323,8 @@ class Trainer:
             self._log_metrics(metrics)
             history.append(metrics)
             bar.set_postfix(ret=f"{metrics['rollout/return_mean']:.2f}",
-                            q=f"{metrics.get('critic/q1_mean', 0.0):.2f}")
+                            q=f"{metrics.get('critic/q1_mean', 0.0):.2f}",
+                            ev_q=f"{metrics.get('critic/explained_var_q', float('nan')):.2f}")
         bar.close()
         return history
 

@@ -58,6 +58,13 @@ def test_archer_learns_to_say_yes(tmp_path, coin_sft):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in lines] == list(range(10))
     assert {"critic/q_loss", "rollout/return_mean", "time/collect_s", "buffer/size"} <= set(lines[-1])
+    # The critic check on each iteration's fresh episodes: one turn, so the return is the
+    # reward, which the action decides. V(s) cannot explain it (one state); a learned Q can.
+    print("explained variance of Q by iteration:",
+          [round(m.get("critic/explained_var_q", float("nan")), 2) for m in lines])
+    late = [m["critic/explained_var_q"] for m in lines[-3:] if "critic/explained_var_q" in m]
+    assert late and min(late) > 0.5, late
+    assert all(m["critic/explained_var_v"] < 0.2 for m in lines if "critic/explained_var_v" in m)
 
 
 def test_one_iteration_updates_actor_and_critic_not_frozen_parts(tmp_path, coin_sft):

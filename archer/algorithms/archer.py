@@ -115,6 +115,28 @@ def kl_penalty(
     return kl, {"actor/kl_ref": float(kl.detach())}
 
 
+def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """Monte Carlo returns of one episode: G_t = r_t + gamma G_{t+1}, nothing after the end."""
+    out, g = [], 0.0
+    for r in reversed(list(rewards)):
+        g = float(r) + gamma * g
+        out.append(g)
+    return out[::-1]
+
+
+def explained_variance(pred: Sequence[float], target: Sequence[float]) -> float | None:
+    """1 - Var[target - pred] / Var[target]: 1 for a perfect prediction, 0 for one no better
+    than the target's mean, negative for a worse one. None when it is undefined (fewer than
+    two values, or a constant target)."""
+    p = torch.as_tensor(list(pred), dtype=torch.float64)
+    t = torch.as_tensor(list(target), dtype=torch.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target differ in length: {p.numel()} vs {t.numel()}")
+    if t.numel() < 2 or float(t.var(unbiased=False)) == 0.0:
+        return None
+    return float(1.0 - (t - p).var(unbiased=False) / t.var(unbiased=False))
+
+
 # ---------------------------------------------------------------------------- updates
 class ActorEngine(Protocol):
     """What `update_actor` needs from the engine (DeepSpeed's or the plain torch one)."""

@@ -9,6 +9,8 @@ import torch
 
 from archer.algorithms.archer import (
     critic_loss,
+    discounted_returns,
+    explained_variance,
     kl_penalty,
     ppo_loss,
     reinforce_loss,
@@ -97,3 +99,24 @@ def test_algorithms_import_neither_ray_nor_deepspeed():
     code = ("import sys, archer.algorithms.archer; "
             "bad = [m for m in ('ray', 'deepspeed') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_discounted_returns_by_hand():
+    # G2 = 0, G1 = -1 + 0.5 * 0 = -1, G0 = -1 + 0.5 * -1 = -1.5
+    assert discounted_returns([-1.0, -1.0, 0.0], 0.5) == [-1.5, -1.0, 0.0]
+    assert discounted_returns([2.0], 0.9) == [2.0]
+    assert discounted_returns([], 0.9) == []
+
+
+def test_explained_variance_by_hand():
+    target = [1.0, 2.0, 3.0, 4.0]  # variance 1.25
+    assert explained_variance(target, target) == pytest.approx(1.0)
+    assert explained_variance([2.5] * 4, target) == pytest.approx(0.0)  # the mean
+    # residuals -3, -1, 1, 3: variance 5 -> 1 - 5 / 1.25 = -3
+    assert explained_variance([4.0, 3.0, 2.0, 1.0], target) == pytest.approx(-3.0)
+    # a constant offset is invisible to explained variance (the trainer logs the bias apart)
+    assert explained_variance([2.0, 3.0, 4.0, 5.0], target) == pytest.approx(1.0)
+    assert explained_variance([1.0, 1.0], [3.0, 3.0]) is None  # constant target
+    assert explained_variance([1.0], [2.0]) is None
+    with pytest.raises(ValueError, match="length"):
+        explained_variance([1.0, 2.0], [1.0, 2.0, 3.0])
