@@ -44,3 +44,22 @@ def test_throughput_benchmark_runs():
     setups, rows = run_throughput()
     assert setups == ["in-process", "ray x1", "ray x2"]
     assert len({row[2] for row in rows}) == 1  # the same episodes, token for token
+
+
+def test_critic_probe_runs(tmp_path, tiny_policy):
+    """The critic probe samples episodes from a saved policy, fits a critic and prints its
+    table (tiny settings; the measured numbers are in docs/training.md)."""
+    tiny_policy.save_pretrained(tmp_path / "policy")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "critic_probe.py"), "--policy",
+         str(tmp_path / "policy"), "--quick"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| predictor of G |")
+    critic = [r for r in rows if r.startswith("| critic tiny")]
+    assert len(critic) == 1
+    ev_v, ev_q = (cell.strip() for cell in critic[0].strip("|").split("|")[1:3])
+    assert float(ev_v) <= 1.0 and float(ev_q) <= 1.0
