@@ -197,12 +197,10 @@ class Trainer:
     def critic_check(self, trajectories: list) -> dict[str, float]:
         """How well the critic predicts the discounted Monte Carlo returns of episodes it has
         not trained on: explained variance of min V(s) and of min Q(s, a) (the heads the actor
-        uses), and the mean of min Q - G (> 0: optimistic). Only episodes that terminated
-        without an env error count (a truncated one has no complete return)."""
+        uses), and the mean of min Q - G (> 0: optimistic). Only episodes whose return is
+        complete count (`Trajectory.return_complete`: not truncated, no env error)."""
         states, actions, returns = [], [], []
-        for t in trajectories:
-            if not t.turns or t.error is not None or not t.turns[-1].terminated:
-                continue
+        for t in (t for t in trajectories if t.return_complete):
             states += [turn.observation for turn in t.turns]
             actions += [turn.action for turn in t.turns]
             returns += archer_algo.discounted_returns([turn.reward for turn in t.turns],

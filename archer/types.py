@@ -55,6 +55,12 @@ class Trajectory:
     def length(self) -> int:
         return len(self.turns)
 
+    @property
+    def return_complete(self) -> bool:
+        """The env ended it (last turn terminated, no error): no reward after the last turn is
+        missing, so Monte Carlo returns from its turns are exact."""
+        return bool(self.turns) and self.error is None and self.turns[-1].terminated
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["return"] = self.episode_return

@@ -34,11 +34,9 @@ from archer.offline import tokenizer_corpus
 
 def turns_of(trajectories, gamma):
     """(state, action, G, turn index, task id, repeats an earlier utterance) per turn of the
-    episodes that terminated (a truncated one has no complete return)."""
+    episodes whose return is complete (`Trajectory.return_complete`)."""
     rows = []
-    for t in trajectories:
-        if not t.turns or t.error is not None or not t.turns[-1].terminated:
-            continue
+    for t in (t for t in trajectories if t.return_complete):
         said: set[str] = set()
         for i, (turn, g) in enumerate(zip(t.turns, discounted_returns(
                 [x.reward for x in t.turns], gamma), strict=True)):
@@ -57,9 +55,9 @@ def table_predict(train, test, key):
     return np.array([float(np.mean(sums[key(r)])) if key(r) in sums else overall for r in test])
 
 
-def fit_critic(encoder, frozen, corpus, train, test, steps, batch, lr, seed):
-    """Fit a critic to G on `train`; held-out EV of min V and min Q, the mean advantage
-    min Q - min V on repeated utterances, and the fit's seconds."""
+def fit_critic(encoder, frozen, corpus, train, test, g, rep, steps, batch, lr, seed):
+    """Fit a critic to G on `train`; on `test` (returns `g`, repeat mask `rep`), EV of min V
+    and min Q, the mean advantage min Q - min V on repeated utterances, and the fit's seconds."""
     torch.manual_seed(seed)
     critic = build_critic(CriticConfig(encoder=encoder, frozen_encoder=frozen), corpus, seed=seed)
     opt = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=lr)
@@ -67,9 +65,9 @@ def fit_critic(encoder, frozen, corpus, train, test, steps, batch, lr, seed):
     t0 = time.perf_counter()
     for _ in range(steps):
         b = [train[i] for i in rng.integers(len(train), size=batch)]
-        g = torch.tensor([r[2] for r in b])
+        target = torch.tensor([r[2] for r in b])
         q1, q2, v1, v2 = critic([r[0] for r in b], [r[1] for r in b])
-        loss = sum(((x - g) ** 2).mean() for x in (q1, q2, v1, v2))
+        loss = sum(((x - target) ** 2).mean() for x in (q1, q2, v1, v2))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
@@ -83,9 +81,7 @@ def fit_critic(encoder, frozen, corpus, train, test, steps, batch, lr, seed):
             q1, q2, v1, v2 = critic([r[0] for r in b], [r[1] for r in b])
             q += torch.minimum(q1, q2).tolist()
             v += torch.minimum(v1, v2).tolist()
-    g = np.array([r[2] for r in test])
     q, v = np.array(q), np.array(v)
-    rep = np.array([r[5] for r in test])
     adv = (q[rep] - v[rep]).mean() if rep.any() else float("nan")
     return explained_variance(v, g), explained_variance(q, g), adv, seconds
 
@@ -106,7 +102,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.episodes, args.steps, args.batch = 16, 2, 8
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     quick = ["env.kwargs.max_turns=4", "generation.max_new_tokens=8"] if args.quick else []
     cfg = load_config(overrides=[f"env.id={args.env}", "eval.decoding=sample", "eval.split=train",
@@ -118,9 +113,10 @@ def main() -> None:
     train = turns_of([trajectories[i] for i in order[:cut]], args.gamma)
     test = turns_of([trajectories[i] for i in order[cut:]], args.gamma)
     g = np.array([r[2] for r in test])
+    rep = np.array([r[5] for r in test])
     print(f"{args.env}: {len(trajectories)} sampled episodes (return {summary['return_mean']:.2f}); "
           f"{len(train)} training turns, {len(test)} held-out turns, held-out G std {g.std():.2f}, "
-          f"{np.mean([r[5] for r in test]):.0%} of held-out turns repeat an earlier utterance")
+          f"{rep.mean():.0%} of held-out turns repeat an earlier utterance")
     print()
     print("| predictor of G | EV of V(s) | EV of Q(s, a) | mean advantage of repeats | fit (s) |")
     print("|---|---|---|---|---|")
@@ -128,7 +124,6 @@ def main() -> None:
     def fmt(x):
         return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
-    rep = np.array([r[5] for r in test])
     by_turn = table_predict(train, test, lambda r: r[3])
     by_task = table_predict(train, test, lambda r: (r[3], r[4]))
     # Monte Carlo advantage of a repeat: its G against the mean G at the same turn and secret.
@@ -139,8 +134,8 @@ def main() -> None:
     corpus = tokenizer_corpus(trajectories)
     for enc in args.encoders:
         frozen = enc != "tiny"
-        ev_v, ev_q, adv, seconds = fit_critic(enc, frozen, corpus, train, test, args.steps,
-                                                  args.batch, args.lr, args.seed)
+        ev_v, ev_q, adv, seconds = fit_critic(enc, frozen, corpus, train, test, g, rep,
+                                              args.steps, args.batch, args.lr, args.seed)
         name = f"critic {enc}{' (frozen)' if frozen else ''}, {args.steps} steps"
         print(f"| {name} | {fmt(ev_v)} | {fmt(ev_q)} | {fmt(adv)} (critic: min Q - min V) "
               f"| {seconds:.0f} |")

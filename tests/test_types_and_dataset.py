@@ -58,3 +58,14 @@ def test_missing_empty_and_corrupt_files(tmp_path):
         f.write(good[: len(good) // 2])
     with pytest.raises(DatasetError, match="not valid JSON"):
         read_trajectories(tmp_path / "trunc.jsonl.gz")
+
+
+def test_return_complete_only_for_episodes_the_env_ended():
+    assert make_traj().return_complete  # last turn terminated
+    truncated = make_traj()
+    truncated.turns[-1].terminated, truncated.turns[-1].truncated = False, True
+    assert not truncated.return_complete
+    raised = make_traj()
+    raised.error = "RuntimeError: boom"
+    assert not raised.return_complete
+    assert not Trajectory("e", "t", []).return_complete
