@@ -263,6 +263,12 @@ class ActorConfig:
     """Max global grad norm; 0 disables."""
     normalize_advantages: bool = False
     """Standardise advantages over the batch before the loss."""
+    samples_per_state: int = 1
+    """Utterances sampled per buffer state in an actor step (batch_size states x this many)."""
+    baseline: str = "v"
+    """v: A = min Q - min V (the paper); group: A = min Q(s, a_k) minus the mean min Q of the
+    other utterances sampled for the same state (needs samples_per_state >= 2), so critic
+    errors shared by all actions of a state cancel."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("loss", self.loss, ("reinforce", "ppo"))
@@ -283,6 +289,12 @@ class ActorConfig:
             errors.append(("target_kl", "needs kl_coef > 0 (the controller's starting weight)"))
         if self.grad_clip < 0:
             errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        if self.samples_per_state < 1:
+            errors.append(("samples_per_state", f"must be >= 1, got {self.samples_per_state}"))
+        errors += _choice("baseline", self.baseline, ("v", "group"))
+        if self.baseline == "group" and self.samples_per_state < 2:
+            errors.append(("baseline", "group needs samples_per_state >= 2 (it compares the "
+                                       "utterances sampled for one state)"))
         return errors
 
 

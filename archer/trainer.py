@@ -252,10 +252,12 @@ class Trainer:
         a = self.cfg.actor
         history = []
         for _ in range(a.updates_per_iter):
-            states = [t.observation for t in self.buffer.sample(a.batch_size)]
+            states = [t.observation for t in self.buffer.sample(a.batch_size)
+                      for _ in range(a.samples_per_state)]
             actions, _ = self._sample_utterances(states)
-            adv, adv_metrics = archer_algo.actor_advantages(self.critic, states, actions,
-                                                            a.normalize_advantages)
+            adv, adv_metrics = archer_algo.actor_advantages(
+                self.critic, states, actions, a.normalize_advantages,
+                group_size=a.samples_per_state if a.baseline == "group" else 1)
             old_logp = old_mask = None
             if a.loss == "ppo":
                 old_logp, old_mask = self.policy.action_logprobs(states, actions)

@@ -38,6 +38,8 @@ def test_yaml_then_cli_override_order(tmp_path):
         (["generation.top_p=0"], "generation.top_p", "(0, 1]"),
         (["model.size=huge"], "model.size", "must be one of"),
         (["device=tpu"], "device", "cpu, cuda"),
+        (["actor.samples_per_state=0"], "actor.samples_per_state", "must be >= 1"),
+        (["actor.baseline=group"], "actor.baseline", "samples_per_state >= 2"),
     ],
 )
 def test_bad_values_name_the_key(override, key, hint):

@@ -70,6 +70,22 @@ def utterance_advantage(
     return (torch.minimum(q1, q2) - torch.minimum(v1, v2)).detach()
 
 
+def group_advantage(q1: torch.Tensor, q2: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out advantage within groups of utterances sampled for the same state:
+    A_k = min(Q_1, Q_2)(s, a_k) - mean_{j != k} min(Q_1, Q_2)(s, a_j), detached.
+
+    q1, q2: [B * K], the K = `group_size` utterances of each state consecutive -> [B * K].
+    Errors of the critic that are the same for every action of a state cancel.
+    """
+    if group_size < 2:
+        raise ValueError(f"a group baseline needs group_size >= 2, got {group_size}")
+    if q1.numel() % group_size:
+        raise ValueError(f"{q1.numel()} values do not split into groups of {group_size}")
+    q = torch.minimum(q1, q2).detach().reshape(-1, group_size)  # [B, K]
+    others = (q.sum(dim=1, keepdim=True) - q) / (group_size - 1)  # [B, K]
+    return (q - others).reshape(-1)
+
+
 def reinforce_loss(
     token_logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor
 ) -> tuple[torch.Tensor, Metrics]:
@@ -184,12 +200,18 @@ def update_critic(
 
 def actor_advantages(
     critic: torch.nn.Module, states: Sequence[str], actions: Sequence[str],
-    normalize: bool = False,
+    normalize: bool = False, group_size: int = 1,
 ) -> tuple[torch.Tensor, Metrics]:
-    """Utterance advantages from the online critic (no gradient), [B]."""
+    """Utterance advantages from the online critic (no gradient), [B]. With `group_size` K >= 2
+    the batch is groups of K utterances for one state each (consecutive) and the baseline is
+    the group's other utterances (`group_advantage`) instead of V."""
     with torch.no_grad():
-        q1, q2, v1, v2 = critic(list(states), list(actions))
-    adv = utterance_advantage(q1, q2, v1, v2)
+        if group_size >= 2:
+            q1, q2 = critic.q(list(states), list(actions))
+            adv = group_advantage(q1, q2, group_size)
+        else:
+            q1, q2, v1, v2 = critic(list(states), list(actions))
+            adv = utterance_advantage(q1, q2, v1, v2)
     metrics = {"actor/advantage_mean": float(adv.mean()), "actor/advantage_std": float(adv.std())
                if adv.numel() > 1 else 0.0}
     if normalize and adv.numel() > 1:

@@ -11,6 +11,7 @@ from archer.algorithms.archer import (
     critic_loss,
     discounted_returns,
     explained_variance,
+    group_advantage,
     kl_penalty,
     ppo_loss,
     reinforce_loss,
@@ -54,6 +55,23 @@ def test_advantage_is_min_q_minus_min_v():
     # min(Q) = [1, -2], min(V) = [0.5, -3] -> A = [0.5, 1]
     adv = utterance_advantage(T([1.0, -1.0]), T([2.0, -2.0]), T([0.5, 0.0]), T([1.0, -3.0]))
     assert adv.tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_group_advantage_is_leave_one_out_within_each_state():
+    # Two states, three utterances each; min(Q1, Q2) = [1, 2, 6 | -1, -1, -4]
+    # state 0: 1 - (2+6)/2 = -3 ; 2 - (1+6)/2 = -1.5 ; 6 - (1+2)/2 = 4.5
+    # state 1: -1 - (-1-4)/2 = 1.5 ; 1.5 ; -4 - (-1-1)/2 = -3
+    q1 = T([1.0, 2.0, 7.0, -1.0, 0.0, -4.0])
+    q2 = T([3.0, 2.0, 6.0, -1.0, -1.0, 5.0])
+    adv = group_advantage(q1, q2, 3)
+    assert adv.tolist() == pytest.approx([-3.0, -1.5, 4.5, 1.5, 1.5, -3.0])
+    # a critic error shared by every action of a state cancels
+    shifted = group_advantage(q1 + T([10.0] * 3 + [-7.0] * 3), q2 + T([10.0] * 3 + [-7.0] * 3), 3)
+    assert shifted.tolist() == pytest.approx(adv.tolist())
+    with pytest.raises(ValueError, match="group_size >= 2"):
+        group_advantage(q1, q2, 1)
+    with pytest.raises(ValueError, match="groups of 4"):
+        group_advantage(q1, q2, 4)
 
 
 def test_reinforce_loss_hand_computed():
