@@ -270,6 +270,11 @@ class ActorConfig:
     other utterances sampled for the same state (needs samples_per_state >= 2), so critic
     errors shared by all actions of a state cancel."""
 
+    @property
+    def utterances_per_step(self) -> int:
+        """Sampled utterances in one actor step: batch_size states x samples_per_state."""
+        return self.batch_size * self.samples_per_state
+
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("loss", self.loss, ("reinforce", "ppo"))
         if not self.lr > 0:
@@ -307,7 +312,8 @@ class DeepSpeedConfig:
     precision: str = "fp32"
     """fp32 or bf16 (bf16 needs a GPU that supports it)."""
     micro_batch_size: int = 8
-    """Sequences per forward/backward; actor.batch_size / micro_batch_size micro-batches are
+    """Sequences per forward/backward; actor.batch_size x actor.samples_per_state /
+    micro_batch_size micro-batches are
     accumulated (averaged) per optimizer step."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
@@ -392,9 +398,12 @@ class Config:
         if self.actor.batch_size > self.buffer.capacity:
             errors.append(("actor.batch_size", f"must be <= buffer.capacity "
                            f"({self.buffer.capacity}), got {self.actor.batch_size}"))
-        if self.actor.batch_size % self.deepspeed.micro_batch_size:
-            errors.append(("deepspeed.micro_batch_size", "must divide actor.batch_size "
-                           f"({self.actor.batch_size}), got {self.deepspeed.micro_batch_size}"))
+        if self.actor.utterances_per_step % self.deepspeed.micro_batch_size:
+            what = ("actor.batch_size" if self.actor.samples_per_state == 1 else
+                    "actor.batch_size x actor.samples_per_state")
+            errors.append(("deepspeed.micro_batch_size", f"must divide {what} "
+                           f"({self.actor.utterances_per_step}), got "
+                           f"{self.deepspeed.micro_batch_size}"))
         if errors:
             raise ConfigError(
                 "invalid config:\n" + "\n".join(f"  {key}: {msg}" for key, msg in errors)

@@ -145,7 +145,7 @@ class Trainer:
         from archer.distributed.engine import build_actor_engine
 
         self.engine = build_actor_engine(self.policy.model, cfg.deepspeed, lr=cfg.actor.lr,
-                                         batch_size=cfg.actor.batch_size,
+                                         batch_size=cfg.actor.utterances_per_step,
                                          grad_clip=cfg.actor.grad_clip, device=cfg.device)
         self.policy.model = self.engine.module
         self.policy.model.eval()  # no dropout: scoring must match acting

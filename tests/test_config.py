@@ -40,6 +40,8 @@ def test_yaml_then_cli_override_order(tmp_path):
         (["device=tpu"], "device", "cpu, cuda"),
         (["actor.samples_per_state=0"], "actor.samples_per_state", "must be >= 1"),
         (["actor.baseline=group"], "actor.baseline", "samples_per_state >= 2"),
+        (["actor.batch_size=16", "actor.samples_per_state=3", "deepspeed.micro_batch_size=32"],
+         "deepspeed.micro_batch_size", "actor.batch_size x actor.samples_per_state (48)"),
     ],
 )
 def test_bad_values_name_the_key(override, key, hint):

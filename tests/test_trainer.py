@@ -61,6 +61,8 @@ def test_archer_learns_to_say_yes(tmp_path, coin_sft, variant):
     assert 0.2 < before < 0.8
     assert after > before + 0.25 and after >= 0.85, (before, after)
     assert history[-1]["policy_version"] == 8.0  # one version per iteration after warm-up
+    # one optimizer step per actor update, however many utterances per state it samples
+    assert trainer.engine.global_steps == 8 * cfg.actor.updates_per_iter
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in lines] == list(range(10))
     assert {"critic/q_loss", "rollout/return_mean", "time/collect_s", "buffer/size"} <= set(lines[-1])
