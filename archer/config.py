@@ -211,7 +211,7 @@ class CriticConfig:
     """Polyak rate of the target critic after every critic step."""
     batch_size: int = 64
     """Transitions per critic step (the paper: 256)."""
-    updates_per_iter: int = 10
+    updates_per_iter: int = 20
     """Critic steps per iteration (the paper: 50)."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables."""
@@ -244,15 +244,15 @@ class ActorConfig:
     """reinforce (advantage x utterance log-prob) or ppo (clipped token ratio)."""
     lr: float = 1e-4
     """Actor learning rate (the paper: 1e-5; 1e-6 on Twenty Questions with GPT-2)."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Buffer states per actor step (split into micro-batches by deepspeed.micro_batch_size)."""
     updates_per_iter: int = 3
     """Actor steps per iteration (the paper: 3)."""
-    warmup_iters: int = 3
+    warmup_iters: int = 5
     """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
     clip_eps: float = 0.2
     """PPO clip range epsilon."""
-    kl_coef: float = 0.0
+    kl_coef: float = 1.0
     """Weight of the KL penalty to the frozen reference (starting) policy; 0 disables it.
     With target_kl > 0 this is the starting weight of an adaptive controller."""
     target_kl: float = 0.0
@@ -263,9 +263,9 @@ class ActorConfig:
     """Max global grad norm; 0 disables."""
     normalize_advantages: bool = False
     """Standardise advantages over the batch before the loss."""
-    samples_per_state: int = 1
+    samples_per_state: int = 4
     """Utterances sampled per buffer state in an actor step (batch_size states x this many)."""
-    baseline: str = "v"
+    baseline: str = "group"
     """v: A = min Q - min V (the paper); group: A = min Q(s, a_k) minus the mean min Q of the
     other utterances sampled for the same state (needs samples_per_state >= 2), so critic
     errors shared by all actions of a state cancel."""
@@ -311,7 +311,7 @@ class DeepSpeedConfig:
     """ZeRO stage 0-3 (2 or 3 shard optimizer state / parameters across GPUs)."""
     precision: str = "fp32"
     """fp32 or bf16 (bf16 needs a GPU that supports it)."""
-    micro_batch_size: int = 8
+    micro_batch_size: int = 32
     """Sequences per forward/backward; actor.batch_size x actor.samples_per_state /
     micro_batch_size micro-batches are
     accumulated (averaged) per optimizer step."""
@@ -330,7 +330,7 @@ class DeepSpeedConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30
+    iterations: int = 40
     """Training iterations (collect -> critic -> actor)."""
     eval_every: int = 10
     """Greedy and sampled evaluation on held-out tasks every N iterations; 0 only after the

@@ -39,7 +39,7 @@ def test_yaml_then_cli_override_order(tmp_path):
         (["model.size=huge"], "model.size", "must be one of"),
         (["device=tpu"], "device", "cpu, cuda"),
         (["actor.samples_per_state=0"], "actor.samples_per_state", "must be >= 1"),
-        (["actor.baseline=group"], "actor.baseline", "samples_per_state >= 2"),
+        (["actor.samples_per_state=1"], "actor.baseline", "samples_per_state >= 2"),
         (["actor.batch_size=16", "actor.samples_per_state=3", "deepspeed.micro_batch_size=32"],
          "deepspeed.micro_batch_size", "actor.batch_size x actor.samples_per_state (48)"),
     ],

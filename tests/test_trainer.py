@@ -24,6 +24,7 @@ def base_overrides(tmp, init):
         "critic.encoder=tiny", "critic.hidden_dim=32", "critic.batch_size=16",
         "critic.updates_per_iter=5", "critic.lr=3e-3", "critic.gamma=0.9",
         "actor.batch_size=16", "actor.updates_per_iter=2", "actor.warmup_iters=2", "actor.lr=5e-4",
+        "actor.baseline=v", "actor.samples_per_state=1", "actor.kl_coef=0",  # the paper's actor
         "deepspeed.micro_batch_size=8", "train.eval_every=0", "train.tensorboard=false",
         "eval.episodes=64", "buffer.capacity=2000",
     ]
@@ -203,4 +204,4 @@ def test_adaptive_kl_controller():
     assert adapt_kl_coef(0.1, kl=0.06, target=0.05) == 0.1  # within [target/1.5, 1.5 target]
     assert adapt_kl_coef(80.0, kl=1.0, target=0.05) == 100.0  # capped
     with pytest.raises(ConfigError, match="target_kl: needs kl_coef > 0"):
-        load_config(overrides=["actor.target_kl=0.05"])
+        load_config(overrides=["actor.kl_coef=0", "actor.target_kl=0.05"])
