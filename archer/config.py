@@ -313,8 +313,7 @@ class DeepSpeedConfig:
     """fp32 or bf16 (bf16 needs a GPU that supports it)."""
     micro_batch_size: int = 32
     """Sequences per forward/backward; actor.batch_size x actor.samples_per_state /
-    micro_batch_size micro-batches are
-    accumulated (averaged) per optimizer step."""
+    micro_batch_size micro-batches are accumulated (averaged) per optimizer step."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
 
