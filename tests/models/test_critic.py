@@ -48,6 +48,53 @@ def test_shapes_and_initial_values_near_zero():
         critic.q(STATES, ACTIONS[:1])
 
 
+@pytest.mark.parametrize("q_input", ["concat", "pair"])
+def test_q_heads_read_the_documented_features(q_input):
+    """Q = MLP(x(s, a)) with x = [E(s); E(a)] (concat) or [E(s); E(a); E(s)*E(a); |E(s)-E(a)|]
+    (pair), checked with heads whose first layer is set by hand and a ReLU-free read-out."""
+    critic = tiny(q_input=q_input)
+    es, ea = critic.embed(STATES, "state"), critic.embed(ACTIONS, "action")  # [2, 64]
+    n = 2 if q_input == "concat" else 4
+    with torch.no_grad():
+        for head in (critic.q1, critic.q2):
+            first, out = head[0], head[2]
+            assert first.in_features == n * 64
+            first.weight.zero_()
+            first.bias.fill_(100.0)  # every hidden unit positive: ReLU is the identity
+            out.weight.zero_()
+            out.bias.zero_()
+            out.weight[0, :n] = 1.0  # Q = sum_k (100 + feature_k . sel_k) over n units
+            for k in range(n):  # unit k sums the k-th H-block of x
+                first.weight[k, k * 64 : (k + 1) * 64] = 1.0
+    q1, q2 = critic.q(STATES, ACTIONS)
+    blocks = [es.sum(1), ea.sum(1), (es * ea).sum(1), (es - ea).abs().sum(1)][:n]
+    expected = 100.0 * n + sum(blocks)
+    assert torch.allclose(q1, expected, atol=1e-4) and torch.allclose(q2, expected, atol=1e-4)
+
+
+def test_pair_input_survives_save_load_and_is_checked(tmp_path):
+    critic = tiny(q_input="pair")
+    critic.eval()
+    with torch.no_grad():
+        critic.q1[2].weight.normal_()
+    expected = critic.q(STATES, ACTIONS)
+    critic.save_pretrained(tmp_path / "c")
+    loaded = DoubleCritic.from_pretrained(tmp_path / "c").eval()
+    assert loaded.q_input == "pair" and make_target(loaded).q_input == "pair"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.q(STATES, ACTIONS), expected, strict=True))
+    meta = json.loads((tmp_path / "c" / "critic.json").read_text())
+    del meta["q_input"]  # a critic saved before the option existed reads as concat
+    (tmp_path / "c" / "critic.json").write_text(json.dumps(meta))
+    with pytest.raises(CriticLoadError, match="heads"):  # pair-sized heads into concat heads
+        DoubleCritic.from_pretrained(tmp_path / "c")
+    meta["q_input"] = "cross"
+    (tmp_path / "c" / "critic.json").write_text(json.dumps(meta))
+    with pytest.raises(CriticLoadError, match="q_input"):
+        DoubleCritic.from_pretrained(tmp_path / "c")
+    with pytest.raises(ValueError, match="q_input"):
+        tiny(q_input="cross")
+
+
 def test_empty_texts_embed_to_zero():
     critic = tiny()
     e = critic.embed(["", "is it red"], "action")
