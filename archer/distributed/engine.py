@@ -325,8 +325,11 @@ def _free_port() -> int:
 def ensure_process_group(backend: str) -> None:
     """Initialises torch.distributed once per process; an existing group is reused as is.
 
-    Outside a launcher this is a one-process group (rank 0 of 1 on 127.0.0.1, a free port).
-    The env variables are set only when absent, so `deepspeed`/`torchrun` launchers win.
+    Under a launcher (`deepspeed`, `torchrun`: MASTER_PORT is set) the group comes from the
+    environment. Otherwise it is a one-process group, rank 0 of 1 on 127.0.0.1 at a free port,
+    and MASTER_PORT is NOT written to the environment: a child process started later (a
+    subprocess `archer train`, a test) must pick its own port, not inherit one already bound.
+    RANK, WORLD_SIZE and LOCAL_RANK are set when absent, since DeepSpeed reads them.
     """
     import torch.distributed as dist
 
@@ -335,9 +338,12 @@ def ensure_process_group(backend: str) -> None:
     defaults = {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
-    if "MASTER_PORT" not in os.environ:
-        os.environ["MASTER_PORT"] = str(_free_port())
-    dist.init_process_group(backend=backend, init_method="env://")
+    if "MASTER_PORT" in os.environ:
+        dist.init_process_group(backend=backend, init_method="env://")
+    else:
+        dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
+                                rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
 
 
 def _import_deepspeed(device: str) -> Any:

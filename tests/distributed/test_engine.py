@@ -369,3 +369,19 @@ def test_engines_copy_nothing_from_the_model_they_wrap():
     twin = copy.deepcopy(model)
     out = engine(input_ids=batch(1)[:2], attention_mask=torch.ones_like(batch(1)[:2]))
     torch.testing.assert_close(out.logits, twin(input_ids=batch(1)[:2]).logits)
+
+
+def test_own_process_group_leaves_no_port_for_children():
+    """Outside a launcher the one-process group binds a free port without exporting it: a
+    child started later (a subprocess `archer train`) must not inherit a port already in use."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('MASTER_PORT', None)\n"
+            "from archer.distributed.engine import ensure_process_group\n"
+            "import torch.distributed as dist\n"
+            "ensure_process_group('gloo')\n"
+            "print(dist.get_rank(), dist.get_world_size(), os.environ.get('MASTER_PORT'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "1", "None"]
