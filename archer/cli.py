@@ -151,8 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     before, after = result["before"], result["after"]
     rows = [("start (SFT)" if cfg.train.init_policy is None else "start", before),
             ("after ArCHer", after)]
-    print(f"\nHeld-out evaluation on {cfg.env.id} ({cfg.eval.episodes} episodes per row, "
-          f"split '{cfg.eval.split}'):")
+    print(f"\nEvaluation on {cfg.env.id}, split '{cfg.eval.split}'{_heldout_note(cfg)}, "
+          f"{cfg.eval.episodes} episodes per row:")
     print(f"  {'policy':16s} {'greedy return':>22s} {'sampled return':>22s} {'success (sampled)':>18s}")
     for name, r in rows:
         if r is None:
@@ -161,15 +161,34 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{r['eval/return_sample']:10.2f} ± {r['eval/return_sample_sem']:4.2f} (sem) "
               f"{r['eval/success_sample']:17.0%}")
     if before is not None:
-        print(f"\nArCHer changed the sampled return by "
-              f"{after['eval/return_sample'] - before['eval/return_sample']:+.2f} and the greedy "
-              f"return by {after['eval/return_greedy'] - before['eval/return_greedy']:+.2f} "
-              f"({time.time() - t0:.0f} s in all).")
+        print()
+        for decoding, what in (("sample", "sampled (temperature "
+                                f"{cfg.generation.temperature:g}, the policy ArCHer trains)"),
+                               ("greedy", "greedy")):
+            key = f"eval/return_{decoding}"
+            diff = after[key] - before[key]
+            se = (after[key + "_sem"] ** 2 + before[key + "_sem"] ** 2) ** 0.5
+            margin = f", {abs(diff) / se:.1f} standard errors" if se > 0 else ""
+            print(f"  {what} return: {diff:+.2f} (standard error of the difference "
+                  f"{se:.2f}{margin})")
+        print(f"({time.time() - t0:.0f} s in all)")
     print(f"checkpoint: {Path(cfg.output_dir) / 'checkpoint'}; metrics: "
           f"{Path(cfg.output_dir) / 'metrics.jsonl'}")
     summary = {"before": before, "after": after, "seconds": time.time() - t0}
     (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _heldout_note(cfg: Config) -> str:
+    """'' or a note that the env has no held-out tasks (its eval split is its train split)."""
+    from archer.rollout.envs import make_env
+
+    env = make_env(cfg.env.id, **cfg.env.kwargs)
+    try:
+        heldout = bool(getattr(env.unwrapped, "has_heldout", True))
+    finally:
+        env.close()
+    return "" if heldout else " (this env has no held-out tasks: eval = train tasks, new seeds)"
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

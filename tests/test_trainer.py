@@ -205,3 +205,30 @@ def test_adaptive_kl_controller():
     assert adapt_kl_coef(80.0, kl=1.0, target=0.05) == 100.0  # capped
     with pytest.raises(ConfigError, match="target_kl: needs kl_coef > 0"):
         load_config(overrides=["actor.kl_coef=0", "actor.target_kl=0.05"])
+
+
+def test_archer_train_cli_warm_starts_trains_and_prints_both_policies(tmp_path):
+    """`archer train` (the README's main job) end to end in a subprocess: scripted data, SFT
+    warm start, ArCHer iterations, and the start/after table with the margins."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    overrides = [o for o in base_overrides(tmp_path, "x") if not o.startswith("train.init_policy")]
+    overrides += ["collect.agent=user_envs:coin_agent", "collect.episodes=64", "sft.epochs=5",
+                  "model.vocab_size=300", "train.iterations=2", "actor.warmup_iters=1",
+                  "eval.episodes=32"]
+    out = subprocess.run([sys.executable, "-m", "archer.cli", "train", "--quiet", *overrides],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "start (SFT)" in text and "after ArCHer" in text, text
+    assert "sampled (temperature 1, the policy ArCHer trains) return:" in text, text
+    assert "greedy return:" in text and "32 episodes per row" in text, text
+    results = json.loads((tmp_path / "train_results.json").read_text())
+    assert results["before"]["eval/return_sample"] is not None
+    assert (tmp_path / "sft" / "config.json").is_file()  # the cached warm start
+    assert (tmp_path / "checkpoint" / "policy").is_dir()
