@@ -206,10 +206,10 @@ class CriticConfig:
     """Freeze the encoder and cache its embeddings; only the Q/V heads train."""
     hidden_dim: int = 256
     """Width of the Q and V head MLPs."""
-    q_input: str = "pair"
-    """What the Q heads read: pair, [E(s); E(a); E(s)*E(a); |E(s) - E(a)|] (elementwise
-    interactions, so the heads can compare an utterance with the dialogue it continues, e.g.
-    notice a repeated question), or concat, [E(s); E(a)] (the paper)."""
+    q_input: str = "concat"
+    """What the Q heads read: concat, [E(s); E(a)] (the paper), or pair, [E(s); E(a); E(s)*E(a);
+    |E(s) - E(a)|] (elementwise interactions, so the heads can compare an utterance with the
+    dialogue it continues, e.g. notice a repeated question)."""
     max_length: int = 256
     """Token limit of a state or an utterance given to the encoder (states keep their end)."""
     lr: float = 1e-3

@@ -43,9 +43,11 @@ def coin_sft(tmp_path_factory):
 
 
 @pytest.mark.parametrize("variant", [
-    ["critic.q_input=concat"],  # the paper's critic input and advantage, min Q - min V
-    # two utterances per state, each judged against the other's Q (leave-one-out baseline)
-    ["actor.samples_per_state=2", "actor.baseline=group", "actor.batch_size=8"],
+    [],  # the paper's critic input and advantage, min Q - min V
+    # two utterances per state, each judged against the other's Q (leave-one-out baseline),
+    # with the pair critic input
+    ["actor.samples_per_state=2", "actor.baseline=group", "actor.batch_size=8",
+     "critic.q_input=pair"],
 ], ids=["v-baseline", "group-baseline"])
 def test_archer_learns_to_say_yes(tmp_path, coin_sft, variant):
     """Learnability: from a 50/50 start, ArCHer's critic finds that "yes" pays and the actor
