@@ -59,8 +59,17 @@ class TrainState:
 
 
 # ------------------------------------------------------------------------------ builders
-def _critic_corpus(cfg: Config, init_dir: Path | None) -> list[str]:
-    """Text for the tiny critic's tokenizer: the env's corpus and the warm-start data."""
+def _critic_corpus(cfg: Config, log=print) -> list[str]:
+    """Text for the tiny critic's tokenizer: the env's own corpus when it has one, else the
+    warm-start data under output_dir. The env's corpus comes first so that a run does not
+    depend on whether its SFT start was trained here or given as train.init_policy."""
+    env = make_env(cfg.env.id, **cfg.env.kwargs)
+    try:
+        corpus = list(getattr(env.unwrapped, "corpus", lambda: [])())
+    finally:
+        env.close()
+    if corpus:
+        return corpus
     data_dir = Path(cfg.output_dir) / "data"
     trajectories = []
     if data_dir.is_dir():
@@ -70,11 +79,9 @@ def _critic_corpus(cfg: Config, init_dir: Path | None) -> list[str]:
             trajectories += read_trajectories(f)
     if trajectories:
         return tokenizer_corpus(trajectories)
-    env = make_env(cfg.env.id, **cfg.env.kwargs)
-    try:
-        return list(getattr(env.unwrapped, "corpus", lambda: [])()) or ["empty"]
-    finally:
-        env.close()
+    log(f"warning: {cfg.env.id} has no corpus() and {data_dir} holds no episodes: the tiny "
+        "critic's tokenizer falls back to bytes")
+    return ["empty"]
 
 
 def _make_collector(cfg: Config, policy: Policy, policy_dir: Path):
@@ -112,6 +119,9 @@ class Trainer:
         else:
             policy_dir = Path(cfg.train.init_policy) if cfg.train.init_policy else warm_start(
                 cfg, progress=progress, log=log)
+        # Again: training the warm start here draws on the global RNGs, a cached or given one
+        # does not, and the run must not depend on which happened.
+        seed_everything(cfg.seed)
         self.init_dir = policy_dir
         self.policy = Policy.from_pretrained(policy_dir, cfg.device, cfg.model.max_context_tokens)
         self.ref_model = None
@@ -135,7 +145,7 @@ class Trainer:
             self.target = DoubleCritic.from_pretrained(ckpt / "target_critic", device=cfg.device)
             self.target.requires_grad_(False).eval()
         else:
-            self.critic = build_critic(cfg.critic, _critic_corpus(cfg, policy_dir), cfg.device,
+            self.critic = build_critic(cfg.critic, _critic_corpus(cfg, log), cfg.device,
                                        cfg.seed)
             self.target = make_target(self.critic)
         self.critic_opt = torch.optim.AdamW(

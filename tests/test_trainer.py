@@ -234,3 +234,26 @@ def test_archer_train_cli_warm_starts_trains_and_prints_both_policies(tmp_path):
     assert results["before"]["eval/return_sample"] is not None
     assert (tmp_path / "sft" / "config.json").is_file()  # the cached warm start
     assert (tmp_path / "checkpoint" / "policy").is_dir()
+
+
+def test_run_is_the_same_whether_the_warm_start_was_trained_or_cached(tmp_path):
+    """Training the SFT warm start in-process draws on the global RNGs; a second run that finds
+    it cached must still be the same run (the README's main job, run twice)."""
+    overrides = [o for o in base_overrides(tmp_path, "x") if not o.startswith("train.init_policy")]
+    overrides += ["collect.agent=user_envs:coin_agent", "collect.episodes=64", "sft.epochs=3",
+                  "model.vocab_size=300", "train.iterations=2", "actor.warmup_iters=1"]
+    runs, logs = [], []
+    for _ in range(2):
+        lines: list[str] = []
+        trainer = Trainer(load_config(overrides=overrides), progress=False, log=lines.append)
+        try:
+            runs.append(trainer.train())
+        finally:
+            trainer.close()
+        logs.append(lines)
+    assert not any("(cached)" in line for line in logs[0])
+    assert any("SFT warm start" in line and "(cached)" in line for line in logs[1])
+    keys = ("rollout/return_mean", "critic/q_loss", "critic/v_loss", "actor/loss")
+    assert all(k in runs[0][-1] for k in keys)
+    for a, b in zip(*runs, strict=True):
+        assert [a[k] for k in keys if k in a] == [b[k] for k in keys if k in b]
