@@ -2,6 +2,7 @@
 
     python benchmarks/critic_probe.py --policy runs/quickstart/sft
     python benchmarks/critic_probe.py --policy runs/quickstart/sft --encoders tiny minilm --steps 600
+    python benchmarks/critic_probe.py --policy runs/quickstart/sft --q-inputs concat pair
     python benchmarks/critic_probe.py --policy DIR --quick       # seconds, for the tests
 
 Samples `--episodes` episodes from the policy (temperature 1, the train split), keeps a
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from archer.algorithms.archer import discounted_returns, explained_variance
-from archer.config import CriticConfig, load_config
+from archer.config import Q_INPUTS, CriticConfig, load_config
 from archer.evaluation import evaluate
 from archer.models.critic import build_critic
 from archer.models.policy import Policy
@@ -55,11 +56,12 @@ def table_predict(train, test, key):
     return np.array([float(np.mean(sums[key(r)])) if key(r) in sums else overall for r in test])
 
 
-def fit_critic(encoder, frozen, corpus, train, test, g, rep, steps, batch, lr, seed):
+def fit_critic(encoder, frozen, q_input, corpus, train, test, g, rep, steps, batch, lr, seed):
     """Fit a critic to G on `train`; on `test` (returns `g`, repeat mask `rep`), EV of min V
     and min Q, the mean advantage min Q - min V on repeated utterances, and the fit's seconds."""
     torch.manual_seed(seed)
-    critic = build_critic(CriticConfig(encoder=encoder, frozen_encoder=frozen), corpus, seed=seed)
+    cfg = CriticConfig(encoder=encoder, frozen_encoder=frozen, q_input=q_input)
+    critic = build_critic(cfg, corpus, seed=seed)
     opt = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=lr)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -97,6 +99,8 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=0.95)
     ap.add_argument("--encoders", nargs="+", default=["tiny"],
                     help="tiny, minilm (frozen, cached) or a local encoder directory")
+    ap.add_argument("--q-inputs", nargs="+", default=[CriticConfig.q_input], choices=Q_INPUTS,
+                    help="what the Q heads read (critic.q_input), each fitted per encoder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="16 episodes of at most 4 turns, 2 steps: a smoke run")
     args = ap.parse_args()
@@ -132,11 +136,11 @@ def main() -> None:
     print(f"| table: mean G by turn index and task id | {fmt(explained_variance(by_task, g))} | "
           f"| {fmt(mc)} (Monte Carlo: G - table) | |")
     corpus = tokenizer_corpus(trajectories)
-    for enc in args.encoders:
+    for enc, q_input in ((e, q) for e in args.encoders for q in args.q_inputs):
         frozen = enc != "tiny"
-        ev_v, ev_q, adv, seconds = fit_critic(enc, frozen, corpus, train, test, g, rep,
+        ev_v, ev_q, adv, seconds = fit_critic(enc, frozen, q_input, corpus, train, test, g, rep,
                                               args.steps, args.batch, args.lr, args.seed)
-        name = f"critic {enc}{' (frozen)' if frozen else ''}, {args.steps} steps"
+        name = f"critic {enc}{' (frozen)' if frozen else ''}, q_input {q_input}, {args.steps} steps"
         print(f"| {name} | {fmt(ev_v)} | {fmt(ev_q)} | {fmt(adv)} (critic: min Q - min V) "
               f"| {seconds:.0f} |")
 

@@ -52,7 +52,7 @@ def test_critic_probe_runs(tmp_path, tiny_policy):
     tiny_policy.save_pretrained(tmp_path / "policy")
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "critic_probe.py"), "--policy",
-         str(tmp_path / "policy"), "--quick"],
+         str(tmp_path / "policy"), "--quick", "--q-inputs", "concat", "pair"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
     )
@@ -60,6 +60,8 @@ def test_critic_probe_runs(tmp_path, tiny_policy):
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| predictor of G |")
     critic = [r for r in rows if r.startswith("| critic tiny")]
-    assert len(critic) == 1
-    ev_v, ev_q = (cell.strip() for cell in critic[0].strip("|").split("|")[1:3])
-    assert float(ev_v) <= 1.0 and float(ev_q) <= 1.0
+    assert [("q_input concat" in r, "q_input pair" in r) for r in critic] == [(True, False),
+                                                                              (False, True)]
+    for row in critic:
+        ev_v, ev_q = (cell.strip() for cell in row.strip("|").split("|")[1:3])
+        assert float(ev_v) <= 1.0 and float(ev_q) <= 1.0
