@@ -145,8 +145,8 @@ class Trainer:
             self.target = DoubleCritic.from_pretrained(ckpt / "target_critic", device=cfg.device)
             self.target.requires_grad_(False).eval()
         else:
-            self.critic = build_critic(cfg.critic, _critic_corpus(cfg, log), cfg.device,
-                                       cfg.seed)
+            corpus = _critic_corpus(cfg, log) if cfg.critic.encoder == "tiny" else None
+            self.critic = build_critic(cfg.critic, corpus, cfg.device, cfg.seed)
             self.target = make_target(self.critic)
         self.critic_opt = torch.optim.AdamW(
             [p for p in self.critic.parameters() if p.requires_grad], lr=cfg.critic.lr)
