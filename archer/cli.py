@@ -151,7 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     before, after = result["before"], result["after"]
     rows = [("start (SFT)" if cfg.train.init_policy is None else "start", before),
             ("after ArCHer", after)]
-    print(f"\nEvaluation on {cfg.env.id}, split '{cfg.eval.split}'{_heldout_note(cfg)}, "
+    note = "" if result["heldout"] else " (this env has no held-out tasks: eval = train tasks, new seeds)"
+    print(f"\nEvaluation on {cfg.env.id}, split '{cfg.eval.split}'{note}, "
           f"{cfg.eval.episodes} episodes per row:")
     print(f"  {'policy':16s} {'greedy return':>22s} {'sampled return':>22s} {'success (sampled)':>18s}")
     for name, r in rows:
@@ -177,18 +178,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = {"before": before, "after": after, "seconds": time.time() - t0}
     (Path(cfg.output_dir) / "train_results.json").write_text(json.dumps(summary, indent=2))
     return 0
-
-
-def _heldout_note(cfg: Config) -> str:
-    """'' or a note that the env has no held-out tasks (its eval split is its train split)."""
-    from archer.rollout.envs import make_env
-
-    env = make_env(cfg.env.id, **cfg.env.kwargs)
-    try:
-        heldout = bool(getattr(env.unwrapped, "has_heldout", True))
-    finally:
-        env.close()
-    return "" if heldout else " (this env has no held-out tasks: eval = train tasks, new seeds)"
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

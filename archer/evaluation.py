@@ -14,7 +14,7 @@ from archer.config import Config
 from archer.models.policy import Policy
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
-from archer.rollout.envs import env_task_ids
+from archer.rollout.envs import env_has_heldout, env_task_ids
 from archer.types import Trajectory
 
 
@@ -78,7 +78,7 @@ def evaluate(cfg: Config, policy: Policy | None = None, agent: str | None = None
     summary = summarize(trajectories)
     summary.update({"env": cfg.env.id, "split": cfg.eval.split,
                     "decoding": cfg.eval.decoding if policy is not None else "scripted",
-                    "heldout": bool(getattr(envs.envs[0].unwrapped, "has_heldout", True))})
+                    "heldout": env_has_heldout(envs.envs[0])})
     return summary, trajectories
 
 

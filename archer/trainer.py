@@ -40,7 +40,7 @@ from archer.evaluation import evaluate
 from archer.models.critic import DoubleCritic, build_critic, make_target, polyak_update
 from archer.models.policy import Policy
 from archer.offline import seed_everything, tokenizer_corpus, warm_start
-from archer.rollout.envs import env_task_ids, make_env
+from archer.rollout.envs import env_has_heldout, env_task_ids, make_env
 
 CHECKPOINT = "checkpoint"
 
@@ -59,17 +59,12 @@ class TrainState:
 
 
 # ------------------------------------------------------------------------------ builders
-def _critic_corpus(cfg: Config, log=print) -> list[str]:
+def _critic_corpus(cfg: Config, env_corpus: list[str], log=print) -> list[str]:
     """Text for the tiny critic's tokenizer: the env's own corpus when it has one, else the
     warm-start data under output_dir. The env's corpus comes first so that a run does not
     depend on whether its SFT start was trained here or given as train.init_policy."""
-    env = make_env(cfg.env.id, **cfg.env.kwargs)
-    try:
-        corpus = list(getattr(env.unwrapped, "corpus", lambda: [])())
-    finally:
-        env.close()
-    if corpus:
-        return corpus
+    if env_corpus:
+        return env_corpus
     data_dir = Path(cfg.output_dir) / "data"
     trajectories = []
     if data_dir.is_dir():
@@ -139,13 +134,23 @@ class Trainer:
                 self.ref_model = copy.deepcopy(self.policy.model)
             self.ref_model.eval().requires_grad_(False)
 
+        env = make_env(cfg.env.id, **cfg.env.kwargs)
+        try:
+            self.train_tasks = env_task_ids(env, cfg.rollout.split)
+            self.heldout = env_has_heldout(env)
+            corpus = None  # text for a new tiny critic's tokenizer
+            if not cfg.train.resume and cfg.critic.encoder == "tiny":
+                env_corpus = list(getattr(env.unwrapped, "corpus", lambda: [])())
+                corpus = _critic_corpus(cfg, env_corpus, log)
+        finally:
+            env.close()
+
         # ---- critic and its target
         if cfg.train.resume:
             self.critic = DoubleCritic.from_pretrained(ckpt / "critic", device=cfg.device)
             self.target = DoubleCritic.from_pretrained(ckpt / "target_critic", device=cfg.device)
             self.target.requires_grad_(False).eval()
         else:
-            corpus = _critic_corpus(cfg, log) if cfg.critic.encoder == "tiny" else None
             self.critic = build_critic(cfg.critic, corpus, cfg.device, cfg.seed)
             self.target = make_target(self.critic)
         self.critic_opt = torch.optim.AdamW(
@@ -161,11 +166,6 @@ class Trainer:
         self.policy.model.eval()  # no dropout: scoring must match acting
 
         self.buffer = ReplayBuffer(cfg.buffer.capacity, seed=cfg.seed)
-        env = make_env(cfg.env.id, **cfg.env.kwargs)
-        try:
-            self.train_tasks = env_task_ids(env, cfg.rollout.split)
-        finally:
-            env.close()
         self.task_rng = np.random.default_rng(cfg.seed)
         self.state = TrainState(kl_coef=cfg.actor.kl_coef)
         if cfg.train.resume:
@@ -477,4 +477,5 @@ def train(cfg: Config, progress: bool = True, log=print) -> dict[str, Any]:
             after = trainer.evaluate(cfg.eval.episodes)
     finally:
         trainer.close()
-    return {"before": before, "after": after, "history": history, "init_policy": str(trainer.init_dir)}
+    return {"before": before, "after": after, "history": history,
+            "init_policy": str(trainer.init_dir), "heldout": trainer.heldout}

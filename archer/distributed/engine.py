@@ -74,17 +74,18 @@ def deepspeed_config(
 ) -> dict[str, Any]:
     """The DeepSpeed JSON config for an actor step of `batch_size` sequences per rank.
 
-    `batch_size` is the actor batch of one rank (`actor.batch_size`); with `world_size` ranks
+    `batch_size` is the actor batch of one rank (`actor.batch_size x actor.samples_per_state`
+    sampled utterances, `ActorConfig.utterances_per_step`); with `world_size` ranks
     one optimizer step sees `batch_size * world_size` sequences. Raises ValueError naming the
     setting to change.
     """
     errors = [f"deepspeed.{key}: {msg}" for key, msg in ds.check()]
     if batch_size < 1:
-        errors.append(f"actor.batch_size: must be >= 1, got {batch_size}")
+        errors.append(f"actor.batch_size x actor.samples_per_state: must be >= 1, got {batch_size}")
     elif ds.micro_batch_size >= 1 and batch_size % ds.micro_batch_size:
         errors.append(
-            f"deepspeed.micro_batch_size: must divide actor.batch_size ({batch_size}), "
-            f"got {ds.micro_batch_size}"
+            "deepspeed.micro_batch_size: must divide actor.batch_size x actor.samples_per_state "
+            f"({batch_size}), got {ds.micro_batch_size}"
         )
     if grad_clip < 0:
         errors.append(f"actor.grad_clip: must be >= 0 (0 disables), got {grad_clip}")

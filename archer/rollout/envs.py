@@ -31,6 +31,12 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise EnvError(f"bad keyword arguments for env {env_id!r}: {err}") from None
 
 
+def env_has_heldout(env: gym.Env) -> bool:
+    """Whether the env's eval split holds tasks its train split lacks (TextEnv.has_heldout;
+    envs that do not say are taken to have them)."""
+    return bool(getattr(env.unwrapped, "has_heldout", True))
+
+
 def env_task_ids(env: gym.Env, split: str) -> list[str]:
     """Task ids of a split, for envs that expose them (every archer TextEnv does)."""
     base = env.unwrapped
