@@ -1,14 +1,21 @@
 """The policy: any local Hugging Face causal LM + tokenizer, acting in text envs.
 
-A prompt is the observation text; an utterance is the tokens generated after it, ended by the
-end-of-sequence token (and, by default, a newline). Prompt and utterance are tokenised
-separately and concatenated, at generation and at training alike, so the tokens a policy is
-trained on are exactly the tokens it produces. Histories longer than the context window keep
-their first line (the task prompt) and their latest turns.
+A prompt is the observation's tokens (`prompt_ids`): a history longer than the context keeps
+its first line (the task prompt) and its latest turns, and always leaves `reserve` tokens of
+room. An utterance is the ids sampled after it (`generate`), ended by a stop token (eos, or a
+newline token under `Sampling.stop_on_newline`), which is kept in the ids, or cut at
+`max_new_tokens`. The env receives their decoded text; the learner receives the ids themselves
+and their log-probs. Scoring (`batch`, then `token_logprobs`) concatenates the same prompt ids
+with those ids, so the learner scores exactly the tokens the policy sampled, under the
+temperature it sampled with. Utterances that carry no ids (scripted, offline) are encoded once,
+`encode(text) + eos` (`action_ids_for`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,12 +23,102 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from archer.errors import PolicyLoadError
 
-__all__ = ["Policy", "PolicyLoadError"]
+__all__ = ["Generation", "Policy", "PolicyLoadError", "Sampling", "TokenBatch"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How `Policy.generate` draws an utterance."""
+
+    max_new_tokens: int = 32
+    """Most ids sampled per utterance, the stop token included."""
+    temperature: float = 1.0
+    """Logits are divided by it before sampling; 0 is greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus mass sampled from, in (0, 1]; the stored log-probs ignore it."""
+    stop_on_newline: bool = True
+    """A token whose text holds a newline ends the utterance, as eos always does."""
+
+    @classmethod
+    def from_config(cls, gen, greedy: bool = False) -> Sampling:
+        """From an `archer.config.GenerationConfig` (or anything with its four fields);
+        `greedy` sets the temperature to 0."""
+        return cls(
+            max_new_tokens=int(gen.max_new_tokens),
+            temperature=0.0 if greedy else float(gen.temperature),
+            top_p=float(gen.top_p),
+            stop_on_newline=bool(gen.stop_on_newline),
+        )
+
+
+@dataclass
+class Generation:
+    """One sampled utterance per observation, as the env and the learner need it."""
+
+    texts: list[str]
+    """The decoded ids without their stop token (special tokens skipped, not stripped)."""
+    action_ids: list[list[int]]
+    """The sampled ids, the stop token included when one was sampled; an utterance cut by
+    `max_new_tokens` ends without one."""
+    logprobs: list[list[float]]
+    """log pi_T of each id of `action_ids` (temperature applied, top-p not; greedy: T = 1)."""
+
+
+@dataclass
+class TokenBatch:
+    """(prompt, action) pairs as model inputs, one row each, left-padded so that every row
+    ends at column T-1 (its last action id)."""
+
+    input_ids: torch.Tensor
+    """[B, T] prompt ids then action ids, padding first."""
+    attention_mask: torch.Tensor
+    """[B, T] 1 on the prompt and action ids."""
+    position_ids: torch.Tensor
+    """[B, T] 0 at a row's first id, counting up (0 on padding)."""
+    action_mask: torch.Tensor
+    """[B, T] float, 1.0 on the action ids only."""
+    behaviour_logp: torch.Tensor | None = None
+    """[B, T] the acting policy's log-probs at the action positions, 0 elsewhere."""
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def select(self, rows: slice | list[int]) -> TokenBatch:
+        """The batch of `rows` only, without the leading columns that are padding in all."""
+        index = rows if isinstance(rows, slice) else torch.as_tensor(rows, dtype=torch.long)
+        mask = self.attention_mask[index]  # [b, T]
+        used = torch.nonzero(mask.sum(0) > 0).flatten()
+        first = int(used[0]) if len(used) else mask.shape[1]
+
+        def cut(t: torch.Tensor) -> torch.Tensor:
+            return t[index][:, first:]  # [b, T - first]
+
+        return TokenBatch(
+            cut(self.input_ids),
+            cut(self.attention_mask),
+            cut(self.position_ids),
+            cut(self.action_mask),
+            None if self.behaviour_logp is None else cut(self.behaviour_logp),
+        )
+
+    @property
+    def action_tokens(self) -> int:
+        """Number of action ids in the batch."""
+        return int(self.action_mask.sum())
 
 
 class Policy:
-    def __init__(self, model: PreTrainedModel, tokenizer, device: str = "cpu",
-                 max_context_tokens: int = 512):
+    """A causal LM and its tokenizer on `device`. `reserve` is the room every prompt leaves
+    for the utterance, at acting and scoring alike; set it to `generation.max_new_tokens`."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        device: str = "cpu",
+        max_context_tokens: int = 512,
+        reserve: int = 32,
+    ):
         if tokenizer.eos_token_id is None:
             raise ValueError("the policy tokenizer needs an eos token to end utterances")
         if tokenizer.pad_token_id is None:
@@ -33,15 +130,25 @@ class Policy:
             model.config, "max_position_embeddings", max_context_tokens
         )
         self.max_context_tokens = min(max_context_tokens, limit)
+        if not 1 <= reserve < self.max_context_tokens:
+            raise ValueError(
+                f"reserve={reserve} must be in [1, {self.max_context_tokens}) "
+                "(the context, max_context_tokens, must hold a prompt besides the utterance)"
+            )
+        self.reserve = reserve
+        vocab = tokenizer.get_vocab()
         self._newline_ids = torch.tensor(
-            [i for t, i in tokenizer.get_vocab().items() if "\n" in tokenizer.convert_tokens_to_string([t])],
+            [i for t, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([t])],
             dtype=torch.long,
         )
+        digest = json.dumps([sorted(vocab.items()), tokenizer.eos_token_id]).encode()
+        self._fingerprint = hashlib.sha256(digest).hexdigest()[:16]
 
     # --------------------------------------------------------------------------- io
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu",
-                        max_context_tokens: int = 512) -> Policy:
+    def from_pretrained(
+        cls, path: str | Path, device: str = "cpu", max_context_tokens: int = 512, reserve: int = 32
+    ) -> Policy:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise PolicyLoadError(
@@ -50,7 +157,9 @@ class Policy:
             )
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path))
-        return cls(model, tokenizer, device=device, max_context_tokens=max_context_tokens)
+        return cls(
+            model, tokenizer, device=device, max_context_tokens=max_context_tokens, reserve=reserve
+        )
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -58,167 +167,266 @@ class Policy:
         self.model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the vocabulary and eos id: ids from a policy with another
+        fingerprint mean other tokens."""
+        return self._fingerprint
+
     # ----------------------------------------------------------------------- tokens
     def encode_prompt(self, observation: str) -> list[int]:
         return self.tokenizer(observation, add_special_tokens=False)["input_ids"]
 
-    def encode_action(self, action: str) -> list[int]:
-        """Utterance tokens followed by eos (the end-of-utterance marker)."""
-        return self.tokenizer(action, add_special_tokens=False)["input_ids"] + [
-            self.tokenizer.eos_token_id
-        ]
+    def action_ids_for(self, text: str) -> list[int]:
+        """`encode(text) + [eos]`, cut to `reserve` ids: the ids of an utterance that carries
+        none (scripted, offline), as long as a sampled one can be."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return (ids + [self.tokenizer.eos_token_id])[: self.reserve]
 
-    def prompt_ids(self, observation: str, reserve: int) -> list[int]:
-        """The observation's tokens, cut to leave room for `reserve` more in the context.
+    def prompt_ids(self, observation: str) -> list[int]:
+        """The observation's ids, cut to leave `reserve` ids of room in the context.
 
         The first line of an observation is the task prompt (Twenty Questions' header, the
         WebShop instruction); it is encoded on its own and always kept, and an over-long
-        history loses its oldest turns after it. Generation and training use this one
-        function, so a policy is trained on exactly the prompts it acts from.
+        history loses its oldest turns after it. An empty observation is the eos id alone (a
+        first token needs something to be predicted from). Acting and scoring both use this
+        one function, so a policy is trained on exactly the prompts it acts from.
         """
         head, newline, tail = observation.partition("\n")
         head_ids = self.encode_prompt(head + newline)
         tail_ids = self.encode_prompt(tail) if tail else []
-        room = max(1, self.max_context_tokens - reserve)
+        room = max(1, self.max_context_tokens - self.reserve)
+        if not head_ids and not tail_ids:
+            return [self.tokenizer.eos_token_id]
         if len(head_ids) + len(tail_ids) <= room:
             return head_ids + tail_ids
         if len(head_ids) >= room:
             return (head_ids + tail_ids)[-room:]
         return head_ids + tail_ids[len(tail_ids) - (room - len(head_ids)) :]
 
+    def _left_padded(
+        self, rows: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask, position_ids), each [B, T], of `rows` padded on the left."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, r in enumerate(rows):
+            ids[row, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[row, width - len(r) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, T]
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
     # ------------------------------------------------------------------- generation
     @torch.no_grad()
     def generate(
         self,
         observations: list[str],
-        max_new_tokens: int = 32,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop_on_newline: bool = True,
-        generator: torch.Generator | None = None,
+        sampling: Sampling,
         seeds: list[int] | None = None,
-        return_logprobs: bool = False,
-    ) -> list[str] | tuple[list[str], list[list[float]]]:
-        """One utterance per observation; temperature 0 is greedy decoding.
+        generator: torch.Generator | None = None,
+        chunk_size: int | None = None,
+    ) -> Generation:
+        """One utterance per observation, `chunk_size` rows at a time (None: all at once).
 
-        `seeds` gives every row its own sampling stream, so an episode's utterances do not
-        depend on which other episodes share its batch (or its rollout worker). Otherwise rows
-        draw from `generator`. With `return_logprobs`, also returns the log-probability of each
-        kept token under the sampling distribution (after temperature and top-p).
+        `seeds` gives every row its own sampling stream, so an utterance depends on its seed
+        and the weights only, not on the rows that share its batch (or its rollout worker).
+        Otherwise rows draw from `generator`.
         """
-        if not observations:
-            return ([], []) if return_logprobs else []
+        if sampling.max_new_tokens > self.reserve:
+            raise ValueError(
+                f"max_new_tokens={sampling.max_new_tokens} exceeds the policy's reserve="
+                f"{self.reserve}: prompts leave room for {self.reserve} ids only (build the "
+                "policy with reserve=generation.max_new_tokens)"
+            )
         if seeds is not None and len(seeds) != len(observations):
             raise ValueError(f"got {len(seeds)} seeds for {len(observations)} observations")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
         self.model.eval()
-        prompts = [self.prompt_ids(o, max_new_tokens) for o in observations]
-        batch, width = len(prompts), max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((batch, width), pad, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, T]
-        stop_ids = torch.tensor([self.tokenizer.eos_token_id], device=self.device)
-        if stop_on_newline and len(self._newline_ids):
-            stop_ids = torch.cat([stop_ids, self._newline_ids.to(self.device)])
+        out = Generation([], [], [])
+        step = chunk_size or max(1, len(observations))
+        for start in range(0, len(observations), step):
+            rows = slice(start, start + step)
+            ids, logprobs = self._generate_chunk(
+                [self.prompt_ids(o) for o in observations[rows]],
+                sampling,
+                None if seeds is None else seeds[rows],
+                generator,
+            )
+            out.action_ids += ids
+            out.logprobs += logprobs
+        stops = set(self._stop_ids(sampling).tolist())
+        out.texts = [  # what the env receives: the ids without their stop token, decoded
+            self.tokenizer.decode(
+                ids[:-1] if ids and ids[-1] in stops else ids, skip_special_tokens=True
+            )
+            for ids in out.action_ids
+        ]
+        return out
+
+    def _stop_ids(self, sampling: Sampling) -> torch.Tensor:
+        """The ids that end an utterance: eos, and every newline token under stop_on_newline."""
+        eos = torch.tensor([self.tokenizer.eos_token_id], dtype=torch.long)
+        return torch.cat([eos, self._newline_ids]) if sampling.stop_on_newline else eos
+
+    def _generate_chunk(
+        self,
+        prompts: list[list[int]],
+        sampling: Sampling,
+        seeds: list[int] | None,
+        generator: torch.Generator | None,
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Sampled ids (stop token included) and their log-probs for one batch of prompts."""
+        batch = len(prompts)
+        ids, mask, positions = self._left_padded(prompts)
+        stop_ids = self._stop_ids(sampling).to(self.device)
         row_generators = (
             [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else None
         )
-
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         past, logits = out.past_key_values, out.logits[:, -1]  # [B, V]
         next_pos = positions[:, -1:] + 1  # [B, 1]
         finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in range(batch)]
         logprobs: list[list[float]] = [[] for _ in range(batch)]
-        for _ in range(max_new_tokens):
-            token, token_logp = self._choose(logits, temperature, top_p, generator, row_generators)
-            is_stop = torch.isin(token, stop_ids)
-            for row in torch.nonzero(~finished & ~is_stop).flatten().tolist():
+        for _ in range(sampling.max_new_tokens):
+            token, token_logp = self._choose(
+                logits, sampling.temperature, sampling.top_p, generator, row_generators
+            )
+            for row in torch.nonzero(~finished).flatten().tolist():
                 generated[row].append(int(token[row]))
                 logprobs[row].append(float(token_logp[row]))
-            finished |= is_stop
+            finished |= torch.isin(token, stop_ids)
             if bool(finished.all()):
                 break
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1)
-            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
-                             past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1]
+            mask = torch.cat(
+                [mask, torch.ones((batch, 1), dtype=mask.dtype, device=self.device)], 1
+            )
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past, logits = out.past_key_values, out.logits[:, -1]  # [B, V]
             next_pos = next_pos + 1
-        texts = [self.tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
-        return (texts, logprobs) if return_logprobs else texts
+        return generated, logprobs
 
     @staticmethod
-    def _choose(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None,
-                row_generators: list[torch.Generator] | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row ([B]) and its log-probability under the sampling distribution."""
+    def _choose(
+        logits: torch.Tensor,
+        temperature: float,
+        top_p: float,
+        generator: torch.Generator | None,
+        row_generators: list[torch.Generator] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next token per row ([B]) and its log-probability log pi_T (top-p not applied; the
+        greedy choice's under temperature 1), computed as `token_logprobs` computes it."""
         logits = logits.float()
         if temperature == 0:
-            token = logits.argmax(-1)
+            token = logits.argmax(-1)  # [B]
             return token, torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
-        probs = torch.softmax(logits / temperature, dim=-1)  # [B, V]
+        logp = torch.log_softmax(logits / temperature, dim=-1)  # [B, V]
+        probs = logp.exp()  # [B, V]
         if top_p < 1.0:
-            sorted_p, order = probs.sort(-1, descending=True)
+            sorted_p, order = probs.sort(-1, descending=True)  # [B, V]
             keep = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
-            sorted_p = sorted_p * keep
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)  # [B, V]
             probs = probs / probs.sum(-1, keepdim=True)
         if row_generators is not None:
             cpu_probs = probs.cpu()
-            token = torch.stack([
-                torch.multinomial(cpu_probs[r], 1, generator=g).squeeze(-1)
-                for r, g in enumerate(row_generators)
-            ]).to(probs.device)
+            token = torch.stack(
+                [
+                    torch.multinomial(cpu_probs[r], 1, generator=g).squeeze(-1)
+                    for r, g in enumerate(row_generators)
+                ]
+            ).to(probs.device)  # [B]
         else:
             gen = generator if generator is not None and generator.device == probs.device else None
-            token = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-        return token, probs.gather(-1, token[:, None]).clamp_min(1e-30).log().squeeze(-1)
+            token = torch.multinomial(probs, 1, generator=gen).squeeze(-1)  # [B]
+        return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
     # ------------------------------------------------------------------ log-probs
-    def action_logprobs(
-        self, observations: list[str], actions: list[str], grad: bool = False,
-        model: torch.nn.Module | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log π(a|s) of each utterance (and its end-of-utterance token).
+    def batch(
+        self,
+        observations: list[str],
+        action_ids: list[list[int]],
+        behaviour_logp: list[list[float]] | None = None,
+    ) -> TokenBatch:
+        """The (prompt_ids(observation), action ids) pairs as one left-padded `TokenBatch`;
+        `behaviour_logp` (one per action id) fills its `behaviour_logp`."""
+        if len(observations) != len(action_ids):
+            raise ValueError(f"{len(observations)} observations but {len(action_ids)} actions")
+        if not observations:
+            raise ValueError("a TokenBatch needs at least one (observation, action) pair")
+        if behaviour_logp is not None and len(behaviour_logp) != len(action_ids):
+            raise ValueError(f"{len(behaviour_logp)} log-prob lists for {len(action_ids)} actions")
+        for row, a in enumerate(action_ids):
+            if not 1 <= len(a) <= self.reserve:
+                raise ValueError(
+                    f"action {row} has {len(a)} ids; an action has 1 to reserve={self.reserve} "
+                    "(generation.max_new_tokens) ids"
+                )
+            if behaviour_logp is not None and len(behaviour_logp[row]) != len(a):
+                raise ValueError(
+                    f"action {row} has {len(a)} ids but {len(behaviour_logp[row])} log-probs"
+                )
+        prompts = [self.prompt_ids(o) for o in observations]
+        ids, mask, positions = self._left_padded(
+            [p + list(a) for p, a in zip(prompts, action_ids, strict=True)]
+        )
+        width = ids.shape[1]
+        action_mask = torch.zeros((len(prompts), width), dtype=torch.float32)
+        behaviour = None if behaviour_logp is None else torch.zeros_like(action_mask)
+        for row, a in enumerate(action_ids):
+            action_mask[row, width - len(a) :] = 1.0
+            if behaviour is not None:
+                behaviour[row, width - len(a) :] = torch.tensor(behaviour_logp[row])
+        return TokenBatch(
+            ids,
+            mask,
+            positions,
+            action_mask.to(self.device),
+            None if behaviour is None else behaviour.to(self.device),
+        )
 
-        Returns (logp [B, L], mask [B, L]) with L the longest utterance in tokens; row i's
-        first mask[i].sum() entries are its tokens in order, exactly equal (to float tolerance)
-        to scoring that (observation, action) pair alone without padding. Sequences are right
-        padded, so positions need no correction. `model` scores with another module of the
-        same vocabulary (a DeepSpeed engine, a frozen reference); default: this policy's.
+    def token_logprobs(
+        self,
+        batch: TokenBatch,
+        model: torch.nn.Module | None = None,
+        temperature: float = 1.0,
+        grad: bool = False,
+    ) -> torch.Tensor:
+        """[B, T] log pi_T of each action id of `batch` (0 elsewhere); temperature 0 counts
+        as 1, as greedy log-probs are stored.
+
+        Rows end at column T-1, so the logits of the last K = (longest action) + 1 positions
+        predict every action id: only those are computed (`logits_to_keep=K`). `model` scores
+        with another module of the same vocabulary (a DeepSpeed engine, a frozen reference);
+        default: this policy's.
         """
-        if len(observations) != len(actions):
-            raise ValueError(f"{len(observations)} observations but {len(actions)} actions")
         model = model if model is not None else self.model
-        pairs = []
-        for obs, act in zip(observations, actions, strict=False):
-            a = self.encode_action(act)[: self.max_context_tokens - 1]
-            pairs.append((self.prompt_ids(obs, len(a)), a))
-        width = max(len(p) + len(a) for p, a in pairs)
-        longest = max(len(a) for _, a in pairs)
-        ids = torch.full((len(pairs), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for row, (p, a) in enumerate(pairs):
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            attention[row, : len(p) + len(a)] = 1
-        ids, attention = ids.to(self.device), attention.to(self.device)
+        temperature = temperature if temperature > 0 else 1.0
+        width = batch.input_ids.shape[1]
+        longest = int(batch.action_mask.sum(-1).max())
         with torch.set_grad_enabled(grad):
-            logits = model(input_ids=ids, attention_mask=attention).logits  # [B, T, V]
-            # Gather only the action positions: token j of row i's action sits at
-            # len(p_i) + j and is predicted by the logits at len(p_i) + j - 1.
-            index = torch.zeros((len(pairs), longest), dtype=torch.long)
-            mask = torch.zeros((len(pairs), longest), dtype=torch.float32)
-            for row, (p, a) in enumerate(pairs):
-                index[row, : len(a)] = torch.arange(len(p) - 1, len(p) + len(a) - 1)
-                mask[row, : len(a)] = 1.0
-            index, mask = index.to(self.device), mask.to(self.device)
-            picked = logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))  # [B, L, V]
-            logp = torch.log_softmax(picked.float(), dim=-1)  # [B, L, V]
-            targets = ids.gather(1, (index + 1) * mask.long())  # [B, L]
-            token_logp = logp.gather(-1, targets[:, :, None]).squeeze(-1) * mask  # [B, L]
-        return token_logp, mask
+            logits = model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                logits_to_keep=longest + 1,
+            ).logits
+            logits = logits[:, -(longest + 1) : -1]  # [B, L, V] predicting columns T-L..T-1
+            logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, L, V]
+            targets = batch.input_ids[:, width - longest :]  # [B, L]
+            picked = logp.gather(-1, targets[:, :, None]).squeeze(-1)  # [B, L]
+            picked = picked * batch.action_mask[:, width - longest :]  # [B, L]
+            return torch.nn.functional.pad(picked, (width - longest, 0))  # [B, T]

@@ -1,0 +1,269 @@
+"""The policy trains on the tokens it sampled: generate -> ids + log-probs -> batch -> scores."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from archer.config import GenerationConfig
+from archer.models.policy import Policy, Sampling, TokenBatch
+
+WORDS = ["cat", "dog", "car", "tree", "apple", "river", "chair", "lamp"]
+OBSERVATIONS = [
+    "Questions:\n" + "".join(f"Is it a {w}? No.\n" for w in WORDS[: i % 8]) for i in range(64)
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def policy(tiny_policy):
+    return tiny_policy
+
+
+def biased(policy: Policy, bias: dict[int, float]) -> Policy:
+    """A copy of `policy` whose logits get `bias[i]` added at token i (an untied head)."""
+    model = copy.deepcopy(policy.model)
+    head = torch.nn.Linear(model.config.n_embd, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        for token, b in bias.items():
+            head.bias[token] = b
+    model.lm_head = head
+    return Policy(
+        model,
+        policy.tokenizer,
+        max_context_tokens=policy.max_context_tokens,
+        reserve=policy.reserve,
+    )
+
+
+class Recorder(torch.nn.Module):
+    """Calls `model`; records (input length, logits length) of every forward, and the
+    unpadded rows of the first one's input."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.calls: list[tuple[int, int]] = []
+        self.first_rows: list[list[int]] = []
+
+    def forward(self, **kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        if not self.calls:
+            self.first_rows = [
+                row[m.bool()[-row.shape[0] :]].tolist() for row, m in zip(ids, mask, strict=True)
+            ]
+        out = self.model(**kwargs)
+        self.calls.append((ids.shape[1], out.logits.shape[1]))
+        return out
+
+
+def scored_ids(batch: TokenBatch) -> list[list[int]]:
+    """The action ids of each row, read back from the batch."""
+    return [
+        ids[mask.bool()].tolist()
+        for ids, mask in zip(batch.input_ids, batch.action_mask, strict=True)
+    ]
+
+
+def test_scores_are_those_of_the_sampled_ids(policy):
+    gen = policy.generate(OBSERVATIONS, Sampling(max_new_tokens=32), seeds=list(range(64)))
+    batch = policy.batch(OBSERVATIONS, gen.action_ids, gen.logprobs)
+    logp = policy.token_logprobs(batch)  # [B, T]
+    mismatches = sum(s != a for s, a in zip(scored_ids(batch), gen.action_ids, strict=True))
+    assert mismatches == 0
+    got = [row[mask.bool()].tolist() for row, mask in zip(logp, batch.action_mask, strict=True)]
+    diff = max(
+        abs(g - s)
+        for gr, sr in zip(got, gen.logprobs, strict=True)
+        for g, s in zip(gr, sr, strict=True)
+    )
+    assert diff < 1e-5
+    assert torch.equal(batch.behaviour_logp != 0, batch.action_mask.bool())
+    assert batch.action_tokens == sum(len(a) for a in gen.action_ids)
+    assert torch.all(logp[batch.action_mask == 0] == 0)
+    # What this fixes: re-encoding the text gives other ids for most random utterances.
+    eos = policy.tokenizer.eos_token_id
+    reencoded = [policy.action_ids_for(t) for t in gen.texts]
+    assert sum(r != a for r, a in zip(reencoded, gen.action_ids, strict=True)) > 32
+    assert eos not in [i for a in gen.action_ids for i in a[:-1]]
+
+
+def test_stop_at_newline(policy):
+    newline = policy.tokenizer.convert_tokens_to_ids("\u010a")  # byte-level "\n"
+    nl_policy = biased(policy, {newline: 4.0})
+    gen = nl_policy.generate(OBSERVATIONS[:16], Sampling(max_new_tokens=20), seeds=list(range(16)))
+    newline_ids = set(policy._newline_ids.tolist())
+    ended = [
+        (ids, t) for ids, t in zip(gen.action_ids, gen.texts, strict=True) if ids[-1] in newline_ids
+    ]
+    assert any(len(ids) > 1 for ids, _ in ended)
+    for ids, text in zip(gen.action_ids, gen.texts, strict=True):
+        assert not newline_ids & set(ids[:-1]) and "\n" not in text
+        stop = ids[-1] in newline_ids | {policy.tokenizer.eos_token_id}
+        assert text == policy.tokenizer.decode(ids[:-1] if stop else ids, skip_special_tokens=True)
+    # Without stop_on_newline a newline is one more token of the utterance.
+    free = nl_policy.generate(
+        OBSERVATIONS[:16], Sampling(max_new_tokens=20, stop_on_newline=False), seeds=list(range(16))
+    )
+    assert any("\n" in t for t in free.texts)
+
+
+def test_stop_at_eos(policy):
+    eos = policy.tokenizer.eos_token_id
+    gen = biased(policy, {eos: 5.0}).generate(
+        OBSERVATIONS[:16], Sampling(max_new_tokens=20), seeds=list(range(16))
+    )
+    ended = [ids for ids in gen.action_ids if ids[-1] == eos]
+    assert len(ended) > 8 and any(len(ids) > 1 for ids in ended)
+    assert all(eos not in ids[:-1] for ids in gen.action_ids)
+    assert all("<|endoftext|>" not in t for t in gen.texts)
+
+
+def test_length_cut_adds_no_stop_token(policy):
+    stops = [policy.tokenizer.eos_token_id, *policy._newline_ids.tolist()]
+    gen = biased(policy, dict.fromkeys(stops, -1e4)).generate(
+        OBSERVATIONS[:8], Sampling(max_new_tokens=7), seeds=list(range(8))
+    )
+    assert [len(ids) for ids in gen.action_ids] == [7] * 8
+    assert all(ids[-1] not in stops for ids in gen.action_ids)
+    assert [len(lp) for lp in gen.logprobs] == [7] * 8
+    assert gen.texts == [
+        policy.tokenizer.decode(ids, skip_special_tokens=True) for ids in gen.action_ids
+    ]
+
+
+def test_temperature_is_scored_as_sampled(policy):
+    gen = policy.generate(OBSERVATIONS[:16], Sampling(temperature=0.7), seeds=list(range(16)))
+    batch = policy.batch(OBSERVATIONS[:16], gen.action_ids, gen.logprobs)
+    at_07 = policy.token_logprobs(batch, temperature=0.7)
+    at_1 = policy.token_logprobs(batch)
+    assert (at_07 - batch.behaviour_logp).abs().max() < 1e-5
+    assert (at_1 - batch.behaviour_logp).abs().max() > 1e-2
+    greedy = policy.generate(OBSERVATIONS[:4], Sampling(temperature=0.0))
+    g_batch = policy.batch(OBSERVATIONS[:4], greedy.action_ids, greedy.logprobs)
+    assert (
+        policy.token_logprobs(g_batch, temperature=0.0) - g_batch.behaviour_logp
+    ).abs().max() < 1e-5
+
+
+def test_long_history_gives_one_prompt_for_acting_and_scoring(policy):
+    header = "Questions:\n"
+    obs = header + "".join(f"Is it a {WORDS[i % 8]} number {i}? No.\n" for i in range(200))
+    assert len(policy.encode_prompt(obs)) > policy.max_context_tokens
+    recorder = Recorder(policy.model)
+    actor = Policy(recorder, policy.tokenizer, max_context_tokens=256, reserve=32)
+    gen = actor.generate([obs, "Questions:\n"], Sampling(max_new_tokens=32), seeds=[1, 2])
+    seen = recorder.first_rows  # the prompts the prefill was given
+    batch = policy.batch([obs, "Questions:\n"], gen.action_ids)
+    for row, prompt in enumerate(seen):
+        kept = batch.input_ids[row][batch.attention_mask[row].bool()].tolist()
+        assert kept[: len(kept) - len(gen.action_ids[row])] == prompt
+    assert len(seen[0]) == 256 - 32  # room = max_context_tokens - reserve
+    assert seen[0][: len(policy.encode_prompt(header))] == policy.encode_prompt(header)
+    assert batch.input_ids.shape[1] <= policy.max_context_tokens
+
+
+def test_a_rows_sample_depends_only_on_its_seed(policy):
+    s = Sampling(max_new_tokens=16)
+    alone = policy.generate([OBSERVATIONS[3]], s, seeds=[5])
+    pair = policy.generate([OBSERVATIONS[7], OBSERVATIONS[3]], s, seeds=[9, 5])
+    trio = policy.generate([OBSERVATIONS[3], OBSERVATIONS[1], OBSERVATIONS[6]], s, seeds=[5, 0, 2])
+    assert pair.action_ids[1] == alone.action_ids[0] == trio.action_ids[0]
+    assert pair.texts[1] == alone.texts[0]
+    np.testing.assert_allclose(pair.logprobs[1], alone.logprobs[0], rtol=0, atol=1e-5)
+
+
+def test_chunk_size_does_not_change_results(policy):
+    s = Sampling(max_new_tokens=16)
+    whole = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)))
+    chunked = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=5)
+    assert chunked.action_ids == whole.action_ids and chunked.texts == whole.texts
+    for a, b in zip(chunked.logprobs, whole.logprobs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_prefill_and_scoring_compute_only_the_logits_they_need(policy):
+    recorder = Recorder(policy.model)
+    actor = Policy(recorder, policy.tokenizer, max_context_tokens=256, reserve=32)
+    gen = actor.generate(OBSERVATIONS[:6], Sampling(max_new_tokens=8), seeds=list(range(6)))
+    prefill_in, prefill_logits = recorder.calls[0]
+    assert prefill_in > 1 and prefill_logits == 1
+    assert all(n == 1 for _, n in recorder.calls)
+    recorder.calls.clear()
+    batch = policy.batch(OBSERVATIONS[:6], gen.action_ids)
+    policy.token_logprobs(batch, model=recorder)
+    longest = max(len(a) for a in gen.action_ids)
+    assert recorder.calls == [(batch.input_ids.shape[1], longest + 1)]
+    assert longest + 1 < batch.input_ids.shape[1]
+
+
+def test_batch_layout_by_hand(policy):
+    p0, p1 = policy.prompt_ids("Questions:\n"), policy.prompt_ids("Is it a cat?")
+    batch = policy.batch(
+        ["Questions:\n", "Is it a cat?"], [[7, 8, 9], [5]], [[-1.0, -2.0, -3.0], [-4.0]]
+    )
+    width = max(len(p0) + 3, len(p1) + 1)
+    assert batch.input_ids.shape == (2, width)
+    assert batch.input_ids[0, width - len(p0) - 3 :].tolist() == p0 + [7, 8, 9]
+    assert batch.input_ids[1, width - len(p1) - 1 :].tolist() == p1 + [5]
+    assert batch.attention_mask.sum(-1).tolist() == [len(p0) + 3, len(p1) + 1]
+    assert batch.position_ids[0, -1] == len(p0) + 2 and batch.position_ids[1, -1] == len(p1)
+    assert batch.action_mask[0, -3:].tolist() == [1.0] * 3 and batch.action_mask[0].sum() == 3
+    assert batch.action_mask[1, -1] == 1.0 and batch.action_mask[1].sum() == 1
+    assert batch.behaviour_logp[0, -3:].tolist() == [-1.0, -2.0, -3.0]
+    assert batch.behaviour_logp[1].tolist() == [0.0] * (width - 1) + [-4.0]
+    assert len(batch) == 2 and batch.action_tokens == 4
+    # One row alone loses the columns that only padded it.
+    one = batch.select([1])
+    assert one.input_ids.tolist() == [p1 + [5]] and one.behaviour_logp.tolist() == [
+        [0.0] * len(p1) + [-4.0]
+    ]
+    assert one.position_ids.tolist() == [list(range(len(p1) + 1))]
+    assert batch.select(slice(0, 2)).input_ids.shape == (2, width)
+    full = policy.token_logprobs(batch)
+    torch.testing.assert_close(policy.token_logprobs(one)[0, -1], full[1, -1], rtol=0, atol=1e-5)
+
+
+def test_action_ids_for_and_the_reserve(policy):
+    eos = policy.tokenizer.eos_token_id
+    text = " Is it a cat?"
+    assert policy.action_ids_for(text) == policy.encode_prompt(text) + [eos]
+    long = policy.action_ids_for(" is it" * 100)
+    assert len(long) == policy.reserve and long[-1] != eos
+    with pytest.raises(ValueError, match="33 ids"):
+        policy.batch(["Questions:\n"], [[5] * 33])
+    with pytest.raises(ValueError, match="reserve=32"):
+        policy.generate(["Questions:\n"], Sampling(max_new_tokens=33))
+    with pytest.raises(ValueError, match="2 ids but 1 log-probs"):
+        policy.batch(["Questions:\n"], [[5, 6]], [[-1.0]])
+    assert policy.prompt_ids("") == [eos]
+
+
+def test_sampling_from_config_and_fingerprint(policy):
+    gen = GenerationConfig(max_new_tokens=12, temperature=0.8, top_p=0.9, stop_on_newline=False)
+    assert Sampling.from_config(gen) == Sampling(12, 0.8, 0.9, False)
+    assert Sampling.from_config(gen, greedy=True) == Sampling(12, 0.0, 0.9, False)
+    same = Policy(policy.model, policy.tokenizer, max_context_tokens=256)
+    assert same.fingerprint == policy.fingerprint and len(policy.fingerprint) == 16
+    other = copy.deepcopy(policy.tokenizer)
+    other.add_tokens(["zebra-stripes"])
+    assert Policy(policy.model, other).fingerprint != policy.fingerprint
+
+
+def test_top_p_samples_from_the_nucleus_but_stores_pi_t(policy):
+    gen = policy.generate(OBSERVATIONS[:8], Sampling(top_p=1e-6), seeds=list(range(8)))
+    greedy = policy.generate(OBSERVATIONS[:8], Sampling(temperature=0.0))
+    assert gen.action_ids == greedy.action_ids  # a tiny nucleus keeps the top token alone
+    batch = policy.batch(OBSERVATIONS[:8], gen.action_ids, gen.logprobs)
+    assert (policy.token_logprobs(batch) - batch.behaviour_logp).abs().max() < 1e-5
