@@ -1,8 +1,9 @@
 """The data every part of archer exchanges: turns and trajectories.
 
 A `Trajectory` is one episode: the env and task it ran on, and its turns in order. A `Turn` is
-one agent utterance with the observation it answered and what the env returned. Everything is
-plain Python so it serialises to JSON (the dataset format, docs/datasets.md) without loss.
+one agent utterance (its text and, from a policy, its token ids and log-probs) with the
+observation it answered and what the env returned. Everything is plain Python so it
+serialises to JSON (the dataset format, docs/datasets.md) without loss.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ class Turn:
     info: dict[str, Any] = field(default_factory=dict)
     """Per-turn flags worth keeping: invalid_action, action_truncated, answer, error."""
     logprobs: list[float] | None = None
-    """Log-probabilities of the sampled utterance tokens under the acting policy (policy
-    rollouts only; scripted agents leave it None)."""
+    """Log-probabilities under the acting policy, one per id of `action_ids`, the stop token
+    included (policy rollouts only; scripted agents leave it None)."""
+    action_ids: list[int] | None = None
+    """The token ids the policy sampled, the stop token included when one was sampled (policy
+    rollouts only; None for scripted turns, which are encoded as `encode(text) + eos`)."""
 
 
 @dataclass
@@ -46,6 +50,9 @@ class Trajectory:
     """Set when the env raised: the episode was ended there and counted, not retried."""
     policy_version: int | None = None
     """Version of the policy weights that acted (bumped after every actor update)."""
+    tokenizer: str | None = None
+    """Fingerprint of the acting policy's tokenizer (`Policy.fingerprint`): what its turns'
+    `action_ids` mean."""
 
     @property
     def episode_return(self) -> float:
@@ -71,7 +78,7 @@ class Trajectory:
     def from_dict(cls, d: dict[str, Any]) -> Trajectory:
         turns = [Turn(**t) for t in d["turns"]]
         fields = {k: d[k] for k in ("final_observation", "success", "agent", "seed", "error",
-                                    "policy_version") if k in d}
+                                    "policy_version", "tokenizer") if k in d}
         traj = cls(env_id=d["env_id"], task_id=str(d["task_id"]), turns=turns, **fields)
         if "return" in d and not math.isclose(d["return"], traj.episode_return, abs_tol=1e-6):
             raise ValueError(

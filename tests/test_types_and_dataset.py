@@ -28,7 +28,25 @@ def test_stored_fields(tmp_path):
     write_trajectories([make_traj()], tmp_path / "d.jsonl")
     record = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
     assert record["return"] == -1.0 and record["length"] == 2 and record["task_id"] == "dog"
-    assert set(record["turns"][0]) == {"observation", "action", "reward", "terminated", "truncated", "info", "logprobs"}
+    assert set(record["turns"][0]) == {"observation", "action", "reward", "terminated", "truncated", "info", "logprobs", "action_ids"}
+    assert record["tokenizer"] is None
+
+
+def test_sampled_ids_round_trip_and_old_records_still_load(tmp_path):
+    traj = make_traj()
+    traj.tokenizer = "0123456789abcdef"
+    traj.turns[0].action_ids, traj.turns[0].logprobs = [17, 4, 0], [-1.5, -0.25, -3.0]
+    write_trajectories([traj], tmp_path / "d.jsonl")
+    back = read_trajectories(tmp_path / "d.jsonl")[0]
+    assert back == traj and back.turns[0].action_ids == [17, 4, 0]
+    assert back.tokenizer == "0123456789abcdef" and back.turns[1].action_ids is None
+    old = make_traj().to_dict()  # written before turns carried ids
+    del old["tokenizer"]
+    for turn in old["turns"]:
+        del turn["action_ids"]
+    (tmp_path / "old.jsonl").write_text(json.dumps(old) + "\n")
+    loaded = read_trajectories(tmp_path / "old.jsonl")[0]
+    assert loaded.tokenizer is None and all(t.action_ids is None for t in loaded.turns)
 
 
 def test_missing_empty_and_corrupt_files(tmp_path):
