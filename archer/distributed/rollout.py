@@ -85,7 +85,10 @@ class RolloutWorker:
         torch.set_num_threads(num_threads)
         self.cfg = cfg
         self.policy = Policy.from_pretrained(
-            policy_dir, device=cfg.device, max_context_tokens=cfg.model.max_context_tokens
+            policy_dir,
+            device=cfg.device,
+            max_context_tokens=cfg.model.max_context_tokens,
+            reserve=cfg.generation.max_new_tokens,
         )
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0

@@ -7,8 +7,8 @@ episode with `error` set (the turn is marked truncated) and the run goes on.
 
 A plain agent maps observations to utterances. A context agent (`agent_context=True`) also
 gets a `TurnContext` per live episode (its task id, reset seed and turn index), so it can seed
-each utterance from its own episode alone, and returns per-turn extras (`logprobs`) that are
-stored on the turns.
+each utterance from its own episode alone, and returns per-turn extras (`logprobs`, `action_ids`)
+that are stored on the turns.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from archer.rollout.envs import make_env
 from archer.types import Trajectory, Turn
 
 INFO_KEYS = ("invalid_action", "action_truncated", "answer")
-EXTRA_KEYS = ("logprobs",)
+EXTRA_KEYS = ("logprobs", "action_ids")
 """Per-turn extras a context agent may return; each is stored in the `Turn` field of its name."""
 
 

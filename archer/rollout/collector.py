@@ -1,4 +1,4 @@
-"""Rollout collection: whole policy episodes in chunks, with the acting policy's log-probs.
+"""Rollout collection: whole policy episodes in chunks, with the sampled ids and log-probs.
 
 A collection is a list of episodes, each a (task id, seed) pair. It is cut into chunks of
 `rollout.envs_per_worker` consecutive episodes (`plan_chunks`), and each chunk is played by
@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
 from archer.config import Config, GenerationConfig
-from archer.models.policy import Policy
+from archer.models.policy import Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
 from archer.types import Trajectory
 
@@ -65,28 +65,26 @@ def rollout_chunk(
 ) -> list[Trajectory]:
     """Play one episode per (task id, seed) of `chunk` with `policy` on `envs`.
 
-    Every turn stores the log-probs of its sampled tokens (`Turn.logprobs`, one per utterance
-    token, the end-of-utterance token excluded) and every trajectory the policy `version`.
-    `decoding` is "sample" (gen.temperature, gen.top_p) or "greedy".
+    Every turn stores its sampled token ids (`Turn.action_ids`, the stop token included) and
+    their log-probs (`Turn.logprobs`, one per id); every trajectory the policy `version` and
+    the policy's tokenizer fingerprint. `decoding` is "sample" (gen.temperature, gen.top_p) or
+    "greedy".
     """
     if decoding not in DECODINGS:
         raise ValueError(f"decoding must be one of {list(DECODINGS)}, got {decoding!r}")
-    temperature = 0.0 if decoding == "greedy" else gen.temperature
+    sampling = Sampling.from_config(gen, greedy=decoding == "greedy")
 
     def act(
         observations: list[str], contexts: list[TurnContext]
     ) -> tuple[list[str], list[dict[str, Any]]]:
         out = policy.generate(
-            observations,
-            max_new_tokens=gen.max_new_tokens,
-            temperature=temperature,
-            top_p=gen.top_p,
-            stop_on_newline=gen.stop_on_newline,
-            seeds=[utterance_seed(c.seed, c.turn) for c in contexts],
-            return_logprobs=True,
+            observations, sampling, seeds=[utterance_seed(c.seed, c.turn) for c in contexts]
         )
-        texts, logprobs = cast(tuple[list[str], list[list[float]]], out)
-        return texts, [{"logprobs": lp} for lp in logprobs]
+        extras = [
+            {"action_ids": ids, "logprobs": lp}
+            for ids, lp in zip(out.action_ids, out.logprobs, strict=True)
+        ]
+        return out.texts, extras
 
     trajectories = run_episodes(
         envs,
@@ -98,6 +96,7 @@ def rollout_chunk(
     )
     for traj in trajectories:
         traj.policy_version = version
+        traj.tokenizer = policy.fingerprint
     return trajectories
 
 
@@ -105,7 +104,7 @@ def rollout_stats(
     trajectories: Sequence[Trajectory], seconds: float, restarts: int
 ) -> dict[str, float]:
     """Throughput metrics of one collection. `rollout/restarts` is the collector's total."""
-    tokens = sum(len(turn.logprobs or ()) for traj in trajectories for turn in traj.turns)
+    tokens = sum(len(turn.action_ids or ()) for traj in trajectories for turn in traj.turns)
     return {
         "rollout/time_s": seconds,
         "rollout/tokens": tokens,

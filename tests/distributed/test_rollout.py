@@ -103,7 +103,10 @@ def cfg_for(tmp_path, *extra):
 
 
 def in_process(cfg, policy_dir, state_dict, version):
-    collector = InProcessCollector(cfg, Policy.from_pretrained(policy_dir, max_context_tokens=256))
+    policy = Policy.from_pretrained(
+        policy_dir, max_context_tokens=256, reserve=cfg.generation.max_new_tokens
+    )
+    collector = InProcessCollector(cfg, policy)
     try:
         collector.set_weights(state_dict, version)
         return collector.collect(TASKS, SEEDS)

@@ -11,7 +11,7 @@ import user_envs
 from episodes import assert_same_episodes
 
 from archer.config import load_config
-from archer.models.policy import Policy
+from archer.models.policy import Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
 from archer.rollout.collector import InProcessCollector, plan_chunks, utterance_seed
 
@@ -44,7 +44,9 @@ def one_torch_thread():
 @pytest.fixture()
 def policy(tiny_policy):
     """A private copy of the session's tiny policy (some tests load other weights into it)."""
-    return Policy(copy.deepcopy(tiny_policy.model), tiny_policy.tokenizer, max_context_tokens=256)
+    return Policy(
+        copy.deepcopy(tiny_policy.model), tiny_policy.tokenizer, max_context_tokens=256, reserve=12
+    )
 
 
 def collect(cfg, policy, tasks=TASKS, seeds=SEEDS, version=None):
@@ -106,24 +108,23 @@ def test_trajectories_carry_version_and_sampled_token_logprobs(tmp_path, policy)
     cfg = cfg_for(tmp_path, "rollout.envs_per_worker=5")
     trajs, stats = collect(cfg, policy, version=3)
     assert len(trajs) == len(TASKS) and all(t.policy_version == 3 for t in trajs)
+    assert all(t.tokenizer == policy.fingerprint for t in trajs)
     assert [t.task_id for t in trajs] == TASKS and [t.seed for t in trajs] == SEEDS
     turns = [turn for t in trajs for turn in t.turns]
     assert all(t.agent == "policy" and t.length == 6 for t in trajs)  # random policy: 6 turns
-    assert all(0 < len(u.logprobs) <= 12 and max(u.logprobs) <= 0 for u in turns)
-    assert stats["rollout/tokens"] == sum(len(u.logprobs) for u in turns)
+    assert all(0 < len(u.action_ids) <= 12 for u in turns)
+    assert all(len(u.logprobs) == len(u.action_ids) and max(u.logprobs) <= 0 for u in turns)
+    assert stats["rollout/tokens"] == sum(len(u.action_ids) for u in turns)
     assert stats["rollout/tokens_per_s"] > 0 and stats["rollout/restarts"] == 0
     # Each utterance is the one its own seed gives alone in a batch of one, and its log-probs
     # are those of its sampled tokens.
     for traj in trajs[:3]:
         for k, turn in enumerate(traj.turns):
-            texts, logprobs = policy.generate(
-                [turn.observation],
-                max_new_tokens=12,
-                seeds=[utterance_seed(traj.seed, k)],
-                return_logprobs=True,
+            gen = policy.generate(
+                [turn.observation], Sampling(max_new_tokens=12), seeds=[utterance_seed(traj.seed, k)]
             )
-            assert texts == [turn.action]
-            np.testing.assert_allclose(logprobs[0], turn.logprobs, rtol=0, atol=1e-4)
+            assert gen.texts == [turn.action] and gen.action_ids == [turn.action_ids]
+            np.testing.assert_allclose(gen.logprobs[0], turn.logprobs, rtol=0, atol=1e-4)
 
 
 def test_same_tasks_and_seeds_give_the_same_trajectories(tmp_path, policy):
