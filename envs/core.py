@@ -11,6 +11,10 @@ and a turn limit. Subclasses implement three hooks:
   `finished` unless the hook sets `info["success"]` itself (WebShop: reward above a threshold),
   and the hook may flag `info["invalid_action"]` for an utterance its grammar rejects.
 
+and may override the optional methods archer reads when present (`corpus`, `atomic_terms`,
+`make_agent`; `task_ids` and `has_heldout` are provided here). None of this is required: a
+plain `gymnasium.Env` with str observations and actions works with archer too.
+
 The base class owns everything that must be the same across envs: seeding and task sampling,
 cleaning of malformed actions (empty, multi-line or huge utterances are handled and flagged in
 `info`, never raised), the turn limit, and the `terminated`/`truncated` contract.
@@ -137,8 +141,28 @@ class TextEnv(gym.Env):
 
     @property
     def has_heldout(self) -> bool:
-        """True when the eval split is disjoint from the train split."""
+        """True when the eval split is disjoint from the train split (optional for a user env:
+        without it archer compares the splits; without `task_ids` it is False)."""
         return self.heldout_fraction > 0
+
+    # ------------------------------------------------- optional methods (archer's defaults)
+    # archer reads these through `archer.rollout.envs.env_info`, and a user env need not
+    # subclass TextEnv to have them: any env with methods of these names is read the same way.
+    # The defaults here mean "not provided"; override the ones your env can answer.
+    def corpus(self) -> list[str]:
+        """Text the env can produce or expect (questions, answers, page text). `archer sft`
+        and a tiny critic train their tokenizer on it besides the collected episodes."""
+        return []
+
+    def atomic_terms(self) -> list[str]:
+        """Strings a new tokenizer must keep as one token each (WebShop's product ids)."""
+        return []
+
+    def make_agent(self, name: str, seed: int = 0, noise: float = 0.0) -> Any:
+        """A scripted agent `observation -> utterance` by name (`archer collect --agent NAME`);
+        `noise` is the probability of a random action. Raises ValueError for unknown names."""
+        raise ValueError(f"{type(self).__name__} provides no scripted agents (asked for "
+                         f"{name!r}); pass --agent module:callable")
 
     @property
     def task_id(self) -> str | None:

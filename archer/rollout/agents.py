@@ -13,6 +13,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from archer.rollout.envs import provides
+
 Agent = Callable[[str], str]
 
 
@@ -33,7 +35,7 @@ def resolve_agent(spec: str, env: gym.Env, seed: int = 0, noise: float = 0.0) ->
             raise ValueError(f"agent {spec!r} is not callable")
         return obj
     base = env.unwrapped
-    if not hasattr(base, "make_agent"):
+    if not provides(env, "make_agent"):
         raise ValueError(
             f"env {type(base).__name__} provides no scripted agents; pass --agent module:callable"
         )
