@@ -247,8 +247,9 @@ class RayCollector:
 
 
 def _check_chunk(chunk: Chunk, trajectories: list[Trajectory]) -> None:
-    got = [(t.task_id, t.seed) for t in trajectories]
-    if got != list(chunk):
+    got = [(t.task_id if task is not None else None, t.seed)  # None: the env drew the task
+           for t, (task, _) in zip(trajectories, chunk, strict=False)]
+    if len(trajectories) != len(chunk) or got != list(chunk):
         raise RuntimeError(f"a rollout worker returned episodes {got} for chunk {chunk}")
 
 

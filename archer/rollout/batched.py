@@ -1,6 +1,6 @@
 """The batched turn loop: many envs, one agent call per turn for all of them.
 
-`run_episodes` plays a list of task ids on `num_envs` env copies. Each turn it gathers the
+`run_episodes` plays a list of task ids (None: by seed alone) on `num_envs` env copies. Each turn it gathers the
 observations of every live episode, asks the (batched) agent once, and steps each env; a slot
 whose episode ends takes the next task. An env that raises in `reset` or `step` ends that
 episode with `error` set (the turn is marked truncated) and the run goes on.
@@ -74,7 +74,7 @@ class BatchedTextEnvs:
 def run_episodes(
     envs: BatchedTextEnvs,
     agent: BatchAgent | ContextAgent,
-    task_ids: Sequence[str],
+    task_ids: Sequence[str | None],
     seed: int = 0,
     agent_name: str = "",
     progress: bool = False,
@@ -84,7 +84,9 @@ def run_episodes(
 ) -> list[Trajectory]:
     """Play one episode per task id and return them in the order of `task_ids`, whatever
     order they finished in. Episode i is reset with seed `seeds[i]` if `seeds` is given, else
-    `seed + i`. `max_turns` is a safety cap for envs without a turn limit of their own:
+    `seed + i`. A task id of None resets with the seed alone (an env without task ids, or
+    one that draws its own task); the trajectory's `task_id` is then the one the env reports
+    in its reset info, or "". `max_turns` is a safety cap for envs without a turn limit of their own:
     reaching it marks the episode truncated. With `agent_context`, `agent` is a `ContextAgent`
     called as `agent(observations, contexts)`."""
     if seeds is not None and len(seeds) != len(task_ids):
@@ -108,13 +110,13 @@ def run_episodes(
         while next_episode < len(task_ids):
             i = next_episode
             next_episode += 1
+            task = task_ids[i]
             traj = Trajectory(
-                envs.env_id, str(task_ids[i]), [], agent=agent_name, seed=episode_seeds[i]
+                envs.env_id, "" if task is None else str(task), [], agent=agent_name,
+                seed=episode_seeds[i],
             )
             try:
-                obs, _ = envs.envs[slot].reset(
-                    seed=episode_seeds[i], options={"task_id": task_ids[i]}
-                )
+                obs, traj.task_id = _reset(envs.envs[slot], task, episode_seeds[i])
             except Exception as err:  # an env that raises ends its episode, not the run
                 traj.error = _describe(err)
                 results[i] = traj
@@ -131,7 +133,7 @@ def run_episodes(
         extras: list[dict[str, Any]] | None = None
         if agent_context:
             contexts = [
-                TurnContext(str(task_ids[i]), episode_seeds[i], len(st.traj.turns))
+                TurnContext(st.traj.task_id, episode_seeds[i], len(st.traj.turns))
                 for i, st in (live[s] for s in slots)
             ]
             actions, extras = cast(ContextAgent, agent)(observations, contexts)
@@ -190,6 +192,17 @@ def run_episodes(
     bar.close()
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
+
+
+def _reset(env: gym.Env, task_id: str | None, seed: int) -> tuple[str, str]:
+    """Reset `env` on `task_id` (None: the seed alone); return the observation and the task
+    id the episode is recorded under."""
+    if task_id is None:
+        obs, info = env.reset(seed=seed)
+        reported = info.get("task_id") if isinstance(info, dict) else None
+        return obs, "" if reported is None else str(reported)
+    obs, _ = env.reset(seed=seed, options={"task_id": task_id})
+    return obs, str(task_id)
 
 
 def _check_extras(extras: list[dict[str, Any]], n: int) -> None:

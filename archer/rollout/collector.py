@@ -28,8 +28,8 @@ from archer.models.policy import Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
 from archer.types import Trajectory
 
-Chunk = list[tuple[str, int]]
-"""Consecutive episodes of a collection, as (task id, episode seed) pairs."""
+Chunk = list[tuple[str | None, int]]
+"""Consecutive episodes of a collection, as (task id or None, episode seed) pairs."""
 
 DECODINGS = ("sample", "greedy")
 
@@ -44,14 +44,14 @@ def utterance_seed(episode_seed: int, turn: int) -> int:
     return int(state[0] >> np.uint64(1))  # 63 bits: a valid torch seed on every platform
 
 
-def plan_chunks(task_ids: Sequence[str], seeds: Sequence[int], chunk_size: int) -> list[Chunk]:
+def plan_chunks(task_ids: Sequence[str | None], seeds: Sequence[int], chunk_size: int) -> list[Chunk]:
     """Split the episodes (task_ids[i], seeds[i]) into chunks of `chunk_size` consecutive ones
     (the last may be shorter); concatenating the chunks gives the episodes back in order."""
     if len(task_ids) != len(seeds):
         raise ValueError(f"got {len(seeds)} seeds for {len(task_ids)} task ids")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    episodes = [(str(t), int(s)) for t, s in zip(task_ids, seeds, strict=True)]
+    episodes = [(None if t is None else str(t), int(s)) for t, s in zip(task_ids, seeds, strict=True)]
     return [episodes[i : i + chunk_size] for i in range(0, len(episodes), chunk_size)]
 
 
