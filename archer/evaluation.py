@@ -1,4 +1,5 @@
-"""Evaluation of a policy or a scripted agent on an env's task split, and dataset collection."""
+"""Evaluation of a policy or a scripted agent on an env's task split (or, for an env without
+task ids, on evaluation seeds), and dataset collection."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from archer.config import Config
 from archer.models.policy import Policy
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
-from archer.rollout.envs import env_has_heldout, env_task_ids
+from archer.rollout.envs import env_info
+from archer.rollout.seeds import episode_seeds
 from archer.types import Trajectory
 
 
@@ -58,43 +60,54 @@ def policy_agent(policy: Policy, cfg: Config, decoding: str) -> Callable[[list[s
 
 def evaluate(cfg: Config, policy: Policy | None = None, agent: str | None = None,
              progress: bool = True) -> tuple[dict[str, Any], list[Trajectory]]:
-    """Play `cfg.eval.episodes` episodes on `cfg.eval.split` with a policy or a scripted agent."""
+    """Play `cfg.eval.episodes` episodes with a policy or a scripted agent: the task ids of
+    `cfg.eval.split` in turn, or for an env without task ids episodes drawn by seed alone.
+    Either way the reset seeds are the run's "eval" seed stream (`archer.rollout.seeds`),
+    disjoint from training's. The summary's `heldout_note` says what the split measures."""
     if (policy is None) == (agent is None):
         raise ValueError("evaluate needs exactly one of policy or agent")
     envs = BatchedTextEnvs(cfg.env.id, min(cfg.eval.num_envs, cfg.eval.episodes), cfg.env.kwargs)
     try:
-        tasks = cycle_tasks(env_task_ids(envs.envs[0], cfg.eval.split), cfg.eval.episodes)
+        info = env_info(cfg.env.id, cfg.env.kwargs, env=envs.envs[0])
+        split_tasks = info.tasks(cfg.eval.split)
+        tasks: list[str | None] = ([None] * cfg.eval.episodes if split_tasks is None
+                                   else list(cycle_tasks(split_tasks, cfg.eval.episodes)))
         if policy is not None:
             act, name = policy_agent(policy, cfg, cfg.eval.decoding), "policy"
         else:
             assert agent is not None
             act = batch_agent(resolve_agent(agent, envs.envs[0], seed=cfg.seed))
             name = agent
-        # Eval episodes use seeds disjoint from collection seeds (which start at cfg.seed).
-        trajectories = run_episodes(envs, act, tasks, seed=cfg.seed + 1_000_000,
+        trajectories = run_episodes(envs, act, tasks,
+                                    seeds=episode_seeds(cfg.seed, "eval", len(tasks)),
                                     agent_name=name, progress=progress)
     finally:
         envs.close()
     summary = summarize(trajectories)
     summary.update({"env": cfg.env.id, "split": cfg.eval.split,
                     "decoding": cfg.eval.decoding if policy is not None else "scripted",
-                    "heldout": env_has_heldout(envs.envs[0])})
+                    "heldout": info.has_heldout,
+                    "heldout_note": info.heldout_note(cfg.eval.split)})
     return summary, trajectories
 
 
 def collect(cfg: Config, out: str | os.PathLike[str], progress: bool = True) -> dict[str, Any]:
     """Collect `cfg.collect.episodes` episodes of a scripted agent (or any callable) to `out`.
 
-    Task ids are drawn uniformly (seeded) from `cfg.collect.split`.
+    Task ids are drawn uniformly (seeded) from `cfg.collect.split`; an env without task ids is
+    played by seed alone. Reset seeds are the run's "collect" seed stream.
     """
     n_envs = min(32, cfg.collect.episodes)
     envs = BatchedTextEnvs(cfg.env.id, n_envs, cfg.env.kwargs)
     try:
-        pool = env_task_ids(envs.envs[0], cfg.collect.split)
-        rng = np.random.default_rng(cfg.seed)
-        tasks = [pool[int(i)] for i in rng.integers(len(pool), size=cfg.collect.episodes)]
+        pool = env_info(cfg.env.id, cfg.env.kwargs, env=envs.envs[0]).tasks(cfg.collect.split)
+        tasks: list[str | None] = [None] * cfg.collect.episodes
+        if pool is not None:
+            rng = np.random.default_rng(cfg.seed)
+            tasks = [pool[int(i)] for i in rng.integers(len(pool), size=cfg.collect.episodes)]
         agent = resolve_agent(cfg.collect.agent, envs.envs[0], seed=cfg.seed, noise=cfg.collect.noise)
-        trajectories = run_episodes(envs, batch_agent(agent), tasks, seed=cfg.seed,
+        trajectories = run_episodes(envs, batch_agent(agent), tasks,
+                                    seeds=episode_seeds(cfg.seed, "collect", len(tasks)),
                                     agent_name=cfg.collect.agent, progress=progress)
     finally:
         envs.close()

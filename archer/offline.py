@@ -20,7 +20,7 @@ from archer.buffer.dataset import DatasetError, read_trajectories
 from archer.config import Config
 from archer.models.policy import Policy
 from archer.models.tiny import build_tiny_policy, train_tokenizer
-from archer.rollout.envs import make_env
+from archer.rollout.envs import env_info
 from archer.types import Trajectory
 
 Example = tuple[list[int], list[int]]  # (prompt ids, utterance ids incl. eos)
@@ -48,10 +48,7 @@ def _env_strings(trajectories: list[Trajectory], method: str) -> list[str]:
     """The strings `env.unwrapped.<method>()` lists, over the envs of `trajectories`."""
     out: list[str] = []
     for env_id in sorted({t.env_id for t in trajectories}):
-        env = make_env(env_id)
-        if hasattr(env.unwrapped, method):
-            out += getattr(env.unwrapped, method)()
-        env.close()
+        out += getattr(env_info(env_id), method)
     return out
 
 

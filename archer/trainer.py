@@ -40,7 +40,8 @@ from archer.evaluation import evaluate
 from archer.models.critic import DoubleCritic, build_critic, make_target, polyak_update
 from archer.models.policy import Policy
 from archer.offline import seed_everything, tokenizer_corpus, warm_start
-from archer.rollout.envs import env_has_heldout, env_task_ids, make_env
+from archer.rollout.envs import env_info
+from archer.rollout.seeds import episode_seeds
 
 CHECKPOINT = "checkpoint"
 
@@ -100,6 +101,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def draw_tasks(rng: np.random.Generator, tasks: list[str] | None, n: int) -> list[str | None]:
+    """`n` training task ids drawn uniformly with `rng`; for an env without task ids (None),
+    n Nones: each episode is then drawn by the env from its reset seed."""
+    if tasks is None:
+        return [None] * n
+    return [tasks[int(i)] for i in rng.integers(len(tasks), size=n)]
+
+
 # ---------------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, cfg: Config, progress: bool = True, log=print):
@@ -134,16 +143,12 @@ class Trainer:
                 self.ref_model = copy.deepcopy(self.policy.model)
             self.ref_model.eval().requires_grad_(False)
 
-        env = make_env(cfg.env.id, **cfg.env.kwargs)
-        try:
-            self.train_tasks = env_task_ids(env, cfg.rollout.split)
-            self.heldout = env_has_heldout(env)
-            corpus = None  # text for a new tiny critic's tokenizer
-            if not cfg.train.resume and cfg.critic.encoder == "tiny":
-                env_corpus = list(getattr(env.unwrapped, "corpus", lambda: [])())
-                corpus = _critic_corpus(cfg, env_corpus, log)
-        finally:
-            env.close()
+        info = env_info(cfg.env.id, cfg.env.kwargs)
+        self.train_tasks = info.tasks(cfg.rollout.split)  # None: episodes drawn by seed
+        self.heldout = info.has_heldout
+        corpus = None  # text for a new tiny critic's tokenizer
+        if not cfg.train.resume and cfg.critic.encoder == "tiny":
+            corpus = _critic_corpus(cfg, info.corpus, log)
 
         # ---- critic and its target
         if cfg.train.resume:
@@ -184,9 +189,10 @@ class Trainer:
     def collect(self) -> dict[str, float]:
         cfg = self.cfg
         n = cfg.rollout.episodes_per_iter
-        tasks = [self.train_tasks[int(i)] for i in self.task_rng.integers(len(self.train_tasks), size=n)]
-        # Episode seeds are unique over the run, so no two episodes share a sampling stream.
-        seeds = [cfg.seed * 1_000_003 + self.state.episodes + i for i in range(n)]
+        tasks = draw_tasks(self.task_rng, self.train_tasks, n)
+        # Episode seeds are unique over the run (the "train" stream of the seed plan), so no
+        # two episodes share a sampling stream and none is an eval or scripted-data seed.
+        seeds = episode_seeds(cfg.seed, "train", n, start=self.state.episodes)
         trajectories = self.collector.collect(tasks, seeds)
         self.state.episodes += n
         critic_check = self.critic_check(trajectories)  # before the critic sees them
