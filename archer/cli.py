@@ -1,4 +1,4 @@
-"""`archer` command line: envs, play, collect, sft, eval, train, quickstart.
+"""`archer` command line: envs, play, collect, sft, eval, train, baseline, algos, config.
 
 Every command that trains or evaluates takes `--config FILE` and trailing `key=value`
 overrides of the structured config (archer/config.py), validated before any work starts.
@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from archer.buffer.dataset import DatasetError
-from archer.config import Config, ConfigError, load_config
-from archer.errors import NonFiniteError, PolicyLoadError
+from archer.config import Config, load_config
+from archer.errors import ArcherError
 from archer.rollout.envs import EnvError
 
-USER_ERRORS = (ConfigError, DatasetError, EnvError, PolicyLoadError, ValueError, FileNotFoundError,
-               NotADirectoryError, NonFiniteError)
+USER_ERRORS = (ArcherError, DatasetError, EnvError)
+"""Errors a user can fix: printed as one line (exit 2). Anything else is a bug and keeps its
+traceback; `--debug` (or ARCHER_DEBUG=1) shows the traceback of user errors too."""
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
@@ -105,10 +106,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from archer.offline import train_sft
+    """`archer train algo=bc data.path=DATA` for bc.epochs iterations, without evaluation."""
+    from archer.warm_start import train_bc
 
-    cfg = _config(args, [])
-    summary = train_sft(cfg, args.data, args.out, progress=not args.quiet)
+    cfg = _config(args, [f"data.path={args.data}", "algo=bc"])
+    summary = train_bc(cfg, args.data, args.out, progress=not args.quiet)
     print(json.dumps({"out": str(args.out), **summary}))
     return 0
 
@@ -125,7 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.policy:
         from archer.models.policy import Policy
 
-        policy = Policy.from_pretrained(args.policy, cfg.device, cfg.model.max_context_tokens)
+        policy = Policy.from_pretrained(args.policy, cfg.device, cfg.model.max_context_tokens,
+                                        reserve=cfg.generation.max_new_tokens)
     summary, _ = evaluate(cfg, policy=policy, agent=args.agent, progress=not args.json)
     summary["agent" if args.agent else "policy"] = args.agent or args.policy
     if args.json:
@@ -137,21 +140,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Online ArCHer: SFT warm start (cached) unless train.init_policy is set, then train."""
-    from archer.trainer import train
+    """`cfg.algo` through the loop: for an online algorithm, the SFT warm start (cached) unless
+    train.init_policy is set, then training; the start and the result side by side."""
+    from archer.loop import run
 
     cfg = _config(args, [])
     t0 = time.time()
-    print(f"archer train: {cfg.env.id}, {cfg.train.iterations} iterations x "
-          f"{cfg.rollout.episodes_per_iter} episodes, {cfg.rollout.num_workers} Ray rollout "
-          f"worker(s), actor loss {cfg.actor.loss}, DeepSpeed "
+    what = (f"{cfg.rollout.episodes_per_iter} episodes, {cfg.rollout.num_workers} Ray rollout "
+            f"worker(s)") if cfg.algo != "bc" else f"epochs of {cfg.data.path}"
+    detail = f", actor loss {cfg.archer.actor.loss}" if cfg.algo == "archer" else ""
+    print(f"archer train: algo={cfg.algo}, {cfg.env.id}, {cfg.train.iterations} iterations x "
+          f"{what}{detail}, DeepSpeed "
           f"{'ZeRO-' + str(cfg.deepspeed.zero_stage) if cfg.deepspeed.enabled else 'off'} -> "
           f"{cfg.output_dir}")
-    result = train(cfg, progress=not args.quiet)
+    result = run(cfg, progress=not args.quiet)
     before, after = result["before"], result["after"]
-    rows = [("start (SFT)" if cfg.train.init_policy is None else "start", before),
-            ("after ArCHer", after)]
-    note = "" if result["heldout"] else " (this env has no held-out tasks: eval = train tasks, new seeds)"
+    start = "start (SFT)" if cfg.train.init_policy is None and cfg.algo != "bc" else "start"
+    rows = [(start, before), (f"after {cfg.algo}", after)]
+    note = f" ({result['heldout_note']})" if result["heldout_note"] else ""
     print(f"\nEvaluation on {cfg.env.id}, split '{cfg.eval.split}'{note}, "
           f"{cfg.eval.episodes} episodes per row:")
     print(f"  {'policy':16s} {'greedy return':>22s} {'sampled return':>22s} {'success (sampled)':>18s}")
@@ -164,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if before is not None:
         print()
         for decoding, what in (("sample", "sampled (temperature "
-                                f"{cfg.generation.temperature:g}, the policy ArCHer trains)"),
+                                f"{cfg.generation.temperature:g}, the policy being trained)"),
                                ("greedy", "greedy")):
             key = f"eval/return_{decoding}"
             diff = after[key] - before[key]
@@ -180,11 +186,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_quickstart(args: argparse.Namespace) -> int:
-    """The main job: scripted data -> tiny SFT policy -> evaluation against scripted baselines."""
+def cmd_algos(args: argparse.Namespace) -> int:
+    from archer.algorithms import ALGORITHMS, SUMMARIES
+
+    for name in ALGORITHMS:
+        print(f"{name:10s} {SUMMARIES[name]}  (config section: {name}.*)")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from archer.config import to_yaml
+
+    cfg = _config(args, [])
+    print(f"# resolved config; algo={cfg.algo}: only the '{cfg.algo}' algorithm section is read")
+    print(to_yaml(cfg), end="")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Offline baseline: scripted data -> tiny SFT policy -> evaluation against scripted agents."""
     from archer.evaluation import evaluate
     from archer.models.policy import Policy
-    from archer.offline import warm_start
+    from archer.warm_start import warm_start
 
     cfg = _config(args, [])
     out = Path(cfg.output_dir)
@@ -193,7 +216,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
           f"(noise {cfg.collect.noise}) on {cfg.env.id}, then SFT a tiny policy ({cfg.model.size})")
     ckpt = warm_start(cfg, log=lambda msg: print("      " + msg))
     print(f"[3/3] evaluate {cfg.eval.episodes} episodes per row on the '{cfg.eval.split}' split")
-    policy = Policy.from_pretrained(ckpt, cfg.device, cfg.model.max_context_tokens)
+    policy = Policy.from_pretrained(ckpt, cfg.device, cfg.model.max_context_tokens,
+                                    reserve=cfg.generation.max_new_tokens)
     rows = {}
     for decoding in ("greedy", "sample"):
         cfg.eval.decoding = decoding
@@ -210,13 +234,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     gain = rows["SFT policy (greedy)"]["return_mean"] - rows["random-question agent"]["return_mean"]
     print(f"\nSFT (greedy) beats the random-question agent by {gain:+.2f} return "
           f"({time.time() - t0:.0f} s in all).")
-    (out / "quickstart_results.json").write_text(json.dumps(rows, indent=2))
+    (out / "baseline_results.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 
 # ------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archer", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of user errors too (also ARCHER_DEBUG=1)")
+    p.add_argument("--version", action="version", version=f"archer {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
@@ -272,15 +299,34 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(ev)
     ev.set_defaults(fn=cmd_eval)
 
-    tr = sub.add_parser("train", help="online RL (ArCHer); no arguments runs the quickstart")
+    tr = sub.add_parser("train", help="train cfg.algo (default archer: SFT warm start, then "
+                                      "ArCHer); no arguments runs the README's main job")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     with_config(tr)
     tr.set_defaults(fn=cmd_train)
 
-    qs = sub.add_parser("quickstart", help="offline baseline: collect -> SFT -> evaluate")
-    with_config(qs)
-    qs.set_defaults(fn=cmd_quickstart)
+    bl = sub.add_parser("baseline", help="offline baseline: collect -> SFT -> evaluate against "
+                                         "scripted agents")
+    with_config(bl)
+    bl.set_defaults(fn=cmd_baseline)
+
+    sub.add_parser("algos", help="list the registered algorithms").set_defaults(fn=cmd_algos)
+    conf = sub.add_parser("config", help="inspect configs")
+    conf_sub = conf.add_subparsers(dest="config_command", required=True)
+    show = conf_sub.add_parser("show", help="print the resolved config (defaults <- --config <- "
+                                            "key=value)")
+    with_config(show)
+    show.set_defaults(fn=cmd_config_show)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("archer")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except USER_ERRORS as err:
+        if args.debug or os.environ.get("ARCHER_DEBUG") == "1":
+            raise
         print(f"archer: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

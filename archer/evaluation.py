@@ -12,7 +12,7 @@ import torch
 
 from archer.buffer.dataset import write_trajectories
 from archer.config import Config
-from archer.models.policy import Policy
+from archer.models.policy import Policy, Sampling
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
 from archer.rollout.envs import env_info
@@ -43,17 +43,10 @@ def cycle_tasks(task_ids: list[str], episodes: int) -> list[str]:
 
 def policy_agent(policy: Policy, cfg: Config, decoding: str) -> Callable[[list[str]], list[str]]:
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
-    temperature = 0.0 if decoding == "greedy" else cfg.generation.temperature
+    sampling = Sampling.from_config(cfg.generation, greedy=decoding == "greedy")
 
     def act(observations: list[str]) -> list[str]:
-        return policy.generate(
-            observations,
-            max_new_tokens=cfg.generation.max_new_tokens,
-            temperature=temperature,
-            top_p=cfg.generation.top_p,
-            stop_on_newline=cfg.generation.stop_on_newline,
-            generator=generator,
-        )
+        return policy.generate(observations, sampling, generator=generator).texts
 
     return act
 

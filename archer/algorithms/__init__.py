@@ -1,4 +1,38 @@
-"""One module per method: pure loss functions plus an `update` that owns the step.
+"""The algorithm registry: `algo=NAME` -> the module that builds it.
 
-Importing this package must not import ray or deepspeed (tests check it in a subprocess).
+A literal dict of dotted module paths (greppable, imported lazily): each module has a
+`build(cfg, run) -> Algorithm` (the only function in it that reads the config), pure loss
+functions and an object that satisfies `archer.algorithms.api.Algorithm`. Shared update steps
+are in `archer.algorithms.updates`. Importing this package imports neither torch, ray nor
+deepspeed (the config checks `algo` against this dict).
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from archer.algorithms.api import Algorithm, RunContext
+    from archer.config import Config
+
+ALGORITHMS: dict[str, str] = {
+    "archer": "archer.algorithms.archer",
+    "bc": "archer.algorithms.bc",
+}
+"""Registry key -> module. Each key has a config section of the same name."""
+
+SUMMARIES: dict[str, str] = {
+    "archer": "online, replay: utterance-level double critic + token-level actor (REINFORCE or PPO)",
+    "bc": "offline: token NLL on a dataset's agent utterances (SFT; also the warm start)",
+}
+"""One line per algorithm for `archer algos`."""
+
+
+def build(cfg: Config, run: RunContext) -> Algorithm:
+    """The algorithm `cfg.algo`, built by its module's `build(cfg, run)`."""
+    from archer.config import ConfigError
+
+    if cfg.algo not in ALGORITHMS:
+        raise ConfigError(f"unknown algo {cfg.algo!r}; registered: {sorted(ALGORITHMS)}")
+    return import_module(ALGORITHMS[cfg.algo]).build(cfg, run)

@@ -8,21 +8,43 @@ Formulas (ALGORITHMS.md, Zhou et al. 2024):
 - actor (PPO):         - mean_tokens min(rho A, clip(rho, 1 - eps, 1 + eps) A)
 - optional KL to a frozen reference policy, per token (the k3 estimator, always >= 0).
 
-The loss functions are pure: tensors and floats in, `(loss, metrics)` out. The `update_*`
-functions own backward, clipping and the optimizer or engine step. They take the actor engine
-by its interface (`module`, `backward`, `step`, `zero_grad`), so this module imports neither
-DeepSpeed nor Ray.
+Per iteration (`ArCHer.learn`): check the critic on the new episodes (before it sees them),
+store them, `archer.critic.updates_per_iter` critic steps (all their fresh utterances sampled in
+one batched call: the policy does not change during the phase), then, after
+`archer.warmup_iters` iterations, `archer.actor.updates_per_iter` actor updates, each on freshly
+sampled utterances: one step for REINFORCE, `epochs` x `minibatches` steps for PPO against the
+behaviour log-probs stored at sampling.
+
+The loss functions here and in `archer.algorithms.losses` are pure; the steps are
+`archer.algorithms.updates`. This module imports neither DeepSpeed nor Ray (the engine is built
+by `archer.distributed.engine`, imported when `build` runs).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
+import copy
+import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from archer.algorithms.api import Acting, RunContext
+from archer.algorithms.losses import ppo_clip_loss, weighted_logp_loss
+from archer.algorithms.updates import critic_step, policy_step, sample
+from archer.buffer.store import EpisodeStore
+from archer.config import ArcherConfig
+from archer.errors import CheckpointError
+from archer.metrics import mean_metrics, timed
+from archer.models.critic import DoubleCritic, build_critic, make_target, polyak_update
+from archer.models.policy import Policy, Sampling, TokenBatch
+from archer.types import Trajectory
+
+if TYPE_CHECKING:
+    from archer.config import Config
 
 Metrics = dict[str, float]
 
@@ -86,51 +108,6 @@ def group_advantage(q1: torch.Tensor, q2: torch.Tensor, group_size: int) -> torc
     return (q - others).reshape(-1)
 
 
-def reinforce_loss(
-    token_logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor
-) -> tuple[torch.Tensor, Metrics]:
-    """- mean over utterances of A * log pi(a|s).
-
-    token_logp: [B, L] log pi of each utterance token (0 past the end)
-    mask:       [B, L] 1 on the utterance's tokens
-    advantages: [B]    one advantage per utterance, shared by its tokens
-    """
-    seq_logp = (token_logp * mask).sum(-1)  # [B]
-    loss = -(advantages.detach() * seq_logp).mean()
-    return loss, {"actor/pg_loss": float(loss.detach()),
-                  "actor/logp_mean": float(seq_logp.detach().mean())}
-
-
-def ppo_loss(
-    token_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
-    advantages: torch.Tensor, clip_eps: float,
-) -> tuple[torch.Tensor, Metrics]:
-    """Clipped surrogate, a mean over all utterance tokens of the batch.
-
-    token_logp, old_logp, mask: [B, L]; advantages: [B] (broadcast over the tokens)
-    """
-    ratio = torch.exp(token_logp - old_logp.detach())  # [B, L]
-    adv = advantages.detach()[:, None]  # [B, 1]
-    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)  # [B, L]
-    n = mask.sum().clamp(min=1.0)
-    loss = -(surrogate * mask).sum() / n
-    clipped = ((ratio - 1).abs() > clip_eps).float() * mask  # [B, L]
-    return loss, {"actor/pg_loss": float(loss.detach()),
-                  "actor/clip_fraction": float(clipped.sum() / n),
-                  "actor/ratio_mean": float(((ratio * mask).sum() / n).detach())}
-
-
-def kl_penalty(
-    token_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, Metrics]:
-    """Token-mean k3 estimate of KL(pi || pi_ref) on sampled tokens: exp(d) - d - 1 with
-    d = log pi_ref - log pi. Non-negative, unbiased, zero when the policies agree."""
-    d = ref_logp.detach() - token_logp  # [B, L]
-    k3 = torch.exp(d) - d - 1.0  # [B, L]
-    kl = (k3 * mask).sum() / mask.sum().clamp(min=1.0)
-    return kl, {"actor/kl_ref": float(kl.detach())}
-
-
 def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
     """Monte Carlo returns of one episode: G_t = r_t + gamma G_{t+1}, nothing after the end."""
     out, g = [], 0.0
@@ -151,51 +128,6 @@ def explained_variance(pred: Sequence[float], target: Sequence[float]) -> float 
     if t.numel() < 2 or float(t.var(unbiased=False)) == 0.0:
         return None
     return float(1.0 - (t - p).var(unbiased=False) / t.var(unbiased=False))
-
-
-# ---------------------------------------------------------------------------- updates
-class ActorEngine(Protocol):
-    """What `update_actor` needs from the engine (DeepSpeed's or the plain torch one)."""
-
-    module: torch.nn.Module
-
-    def backward(self, loss: torch.Tensor) -> Any: ...
-    def step(self) -> Any: ...
-    def zero_grad(self) -> Any: ...
-
-
-def _finite(metrics: Metrics, key: str) -> bool:
-    return math.isfinite(metrics[key])
-
-
-def update_critic(
-    critic: torch.nn.Module, target: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    states: Sequence[str], actions: Sequence[str], rewards: Sequence[float],
-    next_states: Sequence[str], dones: Sequence[bool], fresh_actions: Sequence[str],
-    gamma: float, grad_clip: float = 1.0, min_q_for_v: bool = False,
-) -> Metrics:
-    """One critic step on a buffer batch; `fresh_actions` are a~ ~ pi(.|s) for the V target.
-    A non-finite loss skips the step with a warning (`critic/skipped` = 1)."""
-    device = next(critic.parameters()).device
-    reward = torch.tensor(list(rewards), dtype=torch.float32, device=device)  # [B]
-    done = torch.tensor(list(dones), dtype=torch.float32, device=device)  # [B]
-    with torch.no_grad():
-        tv1, tv2 = target.v(list(next_states))  # [B] each
-        tq1, tq2 = target.q(list(states), list(fresh_actions))  # [B] each
-    q1, q2, v1, v2 = critic(list(states), list(actions))
-    loss, metrics = critic_loss(q1, q2, v1, v2, tv1, tv2, tq1, tq2, reward, done, gamma,
-                                min_q_for_v)
-    optimizer.zero_grad(set_to_none=True)
-    if not _finite(metrics, "critic/loss"):
-        warnings.warn("non-finite critic loss: step skipped", RuntimeWarning, stacklevel=2)
-        return {**metrics, "critic/skipped": 1.0}
-    loss.backward()
-    if grad_clip > 0:
-        norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in critic.parameters() if p.requires_grad], grad_clip)
-        metrics["critic/grad_norm"] = float(norm)
-    optimizer.step()
-    return {**metrics, "critic/skipped": 0.0}
 
 
 def actor_advantages(
@@ -219,58 +151,217 @@ def actor_advantages(
     return adv, metrics
 
 
-def update_actor(
-    engine: ActorEngine, policy: Any, states: Sequence[str], actions: Sequence[str],
-    advantages: torch.Tensor, loss_type: str = "reinforce", micro_batch_size: int | None = None,
-    old_logp: torch.Tensor | None = None, old_mask: torch.Tensor | None = None,
-    clip_eps: float = 0.2, ref_model: torch.nn.Module | None = None, kl_coef: float = 0.0,
-) -> Metrics:
-    """One actor optimizer step over `states` (split into micro-batches whose gradients the
-    engine averages). `policy` tokenises and scores (`Policy.action_logprobs`) with the
-    engine's module. For PPO, `old_logp`/`old_mask` are the [B, L] token log-probs of the
-    sampled utterances under the acting policy. A non-finite micro-batch loss drops the
-    whole step (gradients cleared, so the optimizer leaves the weights alone) with a warning.
-    """
-    if loss_type not in ("reinforce", "ppo"):
-        raise ValueError(f"loss_type must be reinforce or ppo, got {loss_type!r}")
-    if loss_type == "ppo" and old_logp is None:
-        raise ValueError("the PPO actor loss needs old_logp")
-    n = len(states)
-    micro = micro_batch_size or n
-    sums: dict[str, float] = {}
-    skipped = False
-    for start in range(0, n, micro):
-        sl = slice(start, start + micro)
-        logp, mask = policy.action_logprobs(list(states[sl]), list(actions[sl]), grad=True,
-                                            model=engine)
-        adv = advantages[sl].to(logp.device)
-        if loss_type == "reinforce":
-            loss, m = reinforce_loss(logp, mask, adv)
-        else:
-            assert old_logp is not None
-            old = old_logp[sl, : logp.shape[1]].to(logp.device)
-            loss, m = ppo_loss(logp, old, mask, adv, clip_eps)
-        if kl_coef > 0 and ref_model is not None:
-            with torch.no_grad():
-                ref_logp, _ = policy.action_logprobs(list(states[sl]), list(actions[sl]),
-                                                     model=ref_model)
-            kl, km = kl_penalty(logp, ref_logp.to(logp.device), mask)
-            loss = loss + kl_coef * kl
-            m.update(km)
-        m["actor/loss"] = float(loss.detach())
-        if skipped or not math.isfinite(m["actor/loss"]):
-            if not skipped:
-                warnings.warn("non-finite actor loss: step skipped", RuntimeWarning, stacklevel=2)
-                engine.zero_grad()
-            skipped = True
-        else:
-            engine.backward(loss)
-        engine.step()  # the engine applies the optimizer at the accumulation boundary
-        if skipped:
-            engine.zero_grad()
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + v
-    chunks = math.ceil(n / micro)
-    metrics = {k: v / chunks for k, v in sums.items()}
-    metrics["actor/skipped"] = 1.0 if skipped else 0.0
-    return metrics
+
+
+def adapt_kl_coef(coef: float, kl: float, target: float) -> float:
+    """One step of the adaptive KL controller: x2 above 1.5 x target, /2 below target / 1.5,
+    kept within [1e-4, 100]."""
+    if kl > 1.5 * target:
+        coef *= 2.0
+    elif kl < target / 1.5:
+        coef /= 2.0
+    return min(max(coef, 1e-4), 100.0)
+
+
+# ---------------------------------------------------------------------------- the method
+class ArCHer:
+    data = "online"
+
+    def __init__(self, s: ArcherConfig, policy: Policy, engine: Any, critic: DoubleCritic,
+                 target: DoubleCritic, store: EpisodeStore, sampling: Sampling,
+                 micro_batch_size: int, ref: torch.nn.Module | None, device: str):
+        self.s, self.policy, self.engine = s, policy, engine
+        self.critic, self.target, self.store, self.sampling = critic, target, store, sampling
+        self.micro_batch_size, self.ref, self.device = micro_batch_size, ref, device
+        self.critic_opt = self._critic_optimizer()
+        self.kl_coef = s.actor.kl_coef
+        self.version = 0
+
+    def _critic_optimizer(self) -> torch.optim.Optimizer:
+        c = self.s.critic
+        return torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
+                                 lr=c.lr, weight_decay=c.weight_decay)
+
+    # ------------------------------------------------------------------------ learn
+    def learn(self, new: list[Trajectory], iteration: int) -> dict[str, float]:
+        t: dict[str, float] = {}
+        with timed(t, "critic_check"):
+            m = self.critic_check(new)  # before the critic trains on them
+        m["rollout/transitions_added"] = float(self.store.add(new, iteration))
+        m.update(self.store.stats(iteration))
+        with timed(t, "critic"):
+            m.update(self._critic_phase())
+        if iteration >= self.s.warmup_iters and self.s.actor.updates_per_iter > 0:
+            with timed(t, "actor"):
+                m.update(self._actor_phase())
+        return m | {f"time/{k}_s": v for k, v in t.items()}
+
+    def critic_check(self, trajectories: list[Trajectory]) -> dict[str, float]:
+        """How well the critic predicts the discounted Monte Carlo returns of episodes it has
+        not trained on: explained variance of min V(s) and of min Q(s, a) (the heads the actor
+        uses), and the mean of min Q - G (> 0: optimistic). Only episodes whose return is
+        complete count (`Trajectory.return_complete`: not truncated, no env error)."""
+        states, actions, returns = [], [], []
+        for traj in (t for t in trajectories if t.return_complete):
+            states += [turn.observation for turn in traj.turns]
+            actions += [turn.action for turn in traj.turns]
+            returns += discounted_returns([turn.reward for turn in traj.turns],
+                                          self.s.critic.gamma)
+        if len(returns) < 2:
+            return {}
+        self.critic.eval()
+        with torch.no_grad():
+            q1, q2, v1, v2 = self.critic(states, actions)
+        q = torch.minimum(q1, q2).tolist()
+        v = torch.minimum(v1, v2).tolist()
+        out = {"critic/q_minus_return": float(np.mean(np.subtract(q, returns)))}
+        for name, pred in (("v", v), ("q", q)):
+            ev = explained_variance(pred, returns)
+            if ev is not None:
+                out[f"critic/explained_var_{name}"] = ev
+        return out
+
+    def _critic_phase(self) -> dict[str, float]:
+        c = self.s.critic
+        if c.updates_per_iter == 0:
+            return {}
+        batches = [self.store.sample_turns(c.batch_size) for _ in range(c.updates_per_iter)]
+        states = [r.turn.observation for batch in batches for r in batch]
+        # One batched call for the whole phase: every fresh utterance comes from the same weights.
+        fresh = sample(self.policy, self.engine, states, self.sampling, self.micro_batch_size).texts
+        history = []
+        for k, batch in enumerate(batches):
+            tr = [r.transition for r in batch]
+            m = critic_step(
+                self.critic, self.target, self.critic_opt, [x.observation for x in tr],
+                [x.action for x in tr], [x.reward for x in tr],
+                [x.next_observation for x in tr], [x.done for x in tr],
+                fresh[k * c.batch_size : (k + 1) * c.batch_size], gamma=c.gamma,
+                grad_clip=c.grad_clip, min_q_for_v=c.min_q_for_v,
+                micro_batch_size=c.micro_batch_size, loss_fn=critic_loss)
+            polyak_update(self.target, self.critic, c.tau)
+            history.append(m)
+        return mean_metrics(history)
+
+    def _actor_phase(self) -> dict[str, float]:
+        a = self.s.actor
+        history = []
+        for _ in range(a.updates_per_iter):
+            states = [r.turn.observation for r in self.store.sample_turns(a.batch_size)
+                      for _ in range(a.samples_per_state)]
+            gen = sample(self.policy, self.engine, states, self.sampling, self.micro_batch_size)
+            self.critic.eval()
+            adv, adv_metrics = actor_advantages(
+                self.critic, states, gen.texts, a.normalize_advantages,
+                group_size=a.samples_per_state if a.baseline == "group" else 1)
+            rows = self.policy.batch(states, gen.action_ids, gen.logprobs)
+            for m in self._actor_steps(rows, adv):
+                history.append({**m, **adv_metrics, "actor/kl_coef": self.kl_coef})
+        self.policy.model.eval()
+        if a.target_kl > 0:
+            kl = float(np.mean([h["actor/kl_ref"] for h in history if "actor/kl_ref" in h]))
+            self.kl_coef = adapt_kl_coef(self.kl_coef, kl, a.target_kl)
+        self.version += 1
+        return mean_metrics(history)
+
+    def _actor_steps(self, rows: TokenBatch, adv: torch.Tensor) -> list[dict[str, float]]:
+        """REINFORCE: one step on the samples. PPO: `epochs` passes, each in `minibatches`
+        steps over a fresh permutation, the ratio taken against the behaviour log-probs."""
+        a = self.s.actor
+        out = []
+        for _ in range(a.passes):
+            order = (torch.randperm(len(rows)) if a.passes * a.steps_per_pass > 1
+                     else torch.arange(len(rows)))
+            for idx in order.chunk(a.steps_per_pass):
+                sub, sub_adv = rows.select(idx.tolist()), adv[idx]
+                out.append(policy_step(
+                    self.engine, self.policy, sub, self._loss(sub, sub_adv),
+                    micro_batch_size=self.micro_batch_size,
+                    temperature=self.sampling.temperature or 1.0, ref=self.ref,
+                    kl_coef=self.kl_coef))
+        return out
+
+    def _loss(self, step_rows: TokenBatch, adv: torch.Tensor):
+        """The step's loss on a micro-batch, normalised over the whole step."""
+        a = self.s.actor
+        n_rows, n_tokens = float(len(step_rows)), float(max(step_rows.action_tokens, 1))
+
+        def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int]):
+            mask = sub.action_mask.to(logp.device)
+            weights = adv[idx].to(logp.device)  # [b]
+            if a.loss == "reinforce":
+                return weighted_logp_loss(logp, mask, weights, n_rows)
+            assert sub.behaviour_logp is not None
+            return ppo_clip_loss(logp, sub.behaviour_logp.to(logp.device), mask, weights,
+                                 a.clip_eps, n_tokens)
+
+        return loss
+
+    # ------------------------------------------------------------------------ acting
+    def acting(self) -> Acting:
+        return Acting(policy=self.policy, version=self.version,
+                      gathered=self.engine.gathered_parameters)
+
+    # --------------------------------------------------------------------- save, load
+    def save(self, directory: Path) -> None:
+        with self.engine.gathered_parameters():
+            self.policy.save_pretrained(directory / "policy")
+        if self.ref is not None:  # the KL anchor stays the run's starting policy
+            self.ref.save_pretrained(directory / "reference_policy")
+        self.critic.save_pretrained(directory / "critic")
+        self.target.save_pretrained(directory / "target_critic")
+        self.engine.save_checkpoint(directory / "engine")
+        torch.save(self.critic_opt.state_dict(), directory / "critic_optimizer.pt")
+        self.store.save(directory / "store")
+        (directory / "archer_state.json").write_text(json.dumps(
+            {"kl_coef": self.kl_coef, "version": self.version}))
+
+    def load(self, directory: Path) -> None:
+        try:
+            self.engine.load_checkpoint(directory / "engine")
+            self.critic = DoubleCritic.from_pretrained(directory / "critic", device=self.device)
+            self.target = DoubleCritic.from_pretrained(directory / "target_critic",
+                                                       device=self.device)
+            self.critic_opt = self._critic_optimizer()
+            self.critic_opt.load_state_dict(torch.load(directory / "critic_optimizer.pt"))
+            self.store = EpisodeStore.load(directory / "store")
+            state = json.loads((directory / "archer_state.json").read_text())
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"cannot resume ArCHer from {directory}: {err}") from None
+        self.target.requires_grad_(False).eval()
+        self.critic.eval()
+        self.policy.model = self.engine.module
+        self.policy.model.eval()
+        self.version = int(state["version"])
+        # an adaptive weight continues; a fixed one follows the config
+        self.kl_coef = float(state["kl_coef"]) if self.s.actor.target_kl > 0 else (
+            self.s.actor.kl_coef)
+        if self.ref is not None and (directory / "reference_policy").is_dir():
+            from transformers import AutoModelForCausalLM
+
+            self.ref = AutoModelForCausalLM.from_pretrained(str(directory / "reference_policy"))
+            self.ref.to(self.device).eval().requires_grad_(False)
+
+
+def build(cfg: Config, run: RunContext) -> ArCHer:
+    """ArCHer from `cfg.archer` (the schedule), `cfg.critic` (the critic model) and the policy
+    at `run.init_policy`. On resume the reference policy is read back by `load`."""
+    from archer.distributed.engine import build_actor_engine
+
+    s = cfg.archer
+    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
+                                    reserve=cfg.generation.max_new_tokens)
+    ref = None
+    if s.actor.kl_coef > 0:  # the KL anchor is the run's starting policy
+        ref = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    critic = build_critic(cfg.critic, run.corpus or None, cfg.device, cfg.seed)
+    target = make_target(critic)
+    critic.eval()
+    engine = build_actor_engine(policy.model, cfg.deepspeed, lr=s.actor.lr,
+                                batch_size=s.actor.rows_per_step, grad_clip=s.actor.grad_clip,
+                                device=cfg.device)
+    policy.model = engine.module
+    policy.model.eval()  # no dropout: scoring must match acting
+    return ArCHer(s, policy, engine, critic, target, EpisodeStore(cfg.buffer.capacity, cfg.seed),
+                  Sampling.from_config(cfg.generation), cfg.deepspeed.micro_batch_size, ref,
+                  cfg.device)

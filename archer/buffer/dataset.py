@@ -15,13 +15,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from archer.errors import ArcherError
 from archer.types import Trajectory
 
 REQUIRED_KEYS = ("env_id", "task_id", "turns")
 TURN_KEYS = ("observation", "action", "reward", "terminated", "truncated")
 
 
-class DatasetError(ValueError):
+class DatasetError(ArcherError, ValueError):
     """A dataset file is missing, empty or malformed; the message names the file and line."""
 
 

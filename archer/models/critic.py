@@ -49,6 +49,7 @@ from transformers import (
 )
 
 from archer.config import Q_INPUTS, CriticConfig
+from archer.errors import ArcherError
 
 __all__ = [
     "CriticLoadError",
@@ -64,7 +65,7 @@ HEADS = ("q1", "q2", "v1", "v2")
 _FORMAT = "archer-critic"
 
 
-class CriticLoadError(FileNotFoundError):
+class CriticLoadError(ArcherError, FileNotFoundError):
     """A critic or encoder directory that is missing, incomplete or corrupt."""
 
 

@@ -16,8 +16,10 @@ from typing import Any
 import gymnasium as gym
 from archer_envs import TextEnv  # importing archer_envs registers the archer/* ids
 
+from archer.errors import ArcherError
 
-class EnvError(ValueError):
+
+class EnvError(ArcherError, ValueError):
     """An env id that cannot be made, or an env that breaks the text-env contract."""
 
 

@@ -1,0 +1,151 @@
+"""BC / SFT: token NLL of the agent's utterances in a dataset; environment text is never a
+target. It is also the warm start of every online run (archer/warm_start.py).
+
+One loop iteration is one epoch over the dataset's agent turns, in shuffled batches of
+`bc.batch_size` turns, each one optimizer step (linear warm-up, then cosine decay to 10% over
+all the run's steps). Turns that carry the sampled ids (`Turn.action_ids`) are trained on those
+ids; scripted turns are encoded once, as `encode(action) + eos`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from archer.algorithms.api import Acting, RunContext
+from archer.algorithms.losses import nll_loss
+from archer.algorithms.updates import policy_step
+from archer.buffer.dataset import DatasetError, read_trajectories
+from archer.config import BCConfig
+from archer.errors import CheckpointError
+from archer.metrics import mean_metrics
+from archer.models.policy import Policy, TokenBatch
+from archer.types import Trajectory
+
+if TYPE_CHECKING:
+    from archer.config import Config
+
+Example = tuple[str, list[int]]
+"""(observation, action ids) of one agent turn."""
+
+
+def bc_loss(token_logp: torch.Tensor, mask: torch.Tensor, n_tokens: float,
+            ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Token-mean NLL over the step's action tokens (`nll_loss` under the bc/ prefix)."""
+    return nll_loss(token_logp, mask, n_tokens, prefix="bc")
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then cosine from 1 to 0.1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def turn_examples(policy: Policy, trajectories: list[Trajectory]) -> list[Example]:
+    """One example per agent turn with a non-empty utterance: the sampled ids when the episode
+    was played by a policy with this tokenizer, else `encode(action) + eos`. Sampled ids from
+    another tokenizer are a DatasetError (they would be trained as other tokens)."""
+    examples = []
+    for traj in trajectories:
+        for turn in traj.turns:
+            if turn.action_ids and traj.tokenizer not in (None, policy.fingerprint):
+                raise DatasetError(
+                    f"episode {traj.task_id!r} ({traj.agent}) holds token ids of tokenizer "
+                    f"{traj.tokenizer}, but the policy's is {policy.fingerprint}: train with the "
+                    "policy that sampled it, or drop its action_ids to re-encode the text")
+            if turn.action_ids:
+                examples.append((turn.observation, list(turn.action_ids)))
+            elif turn.action.strip():
+                examples.append((turn.observation, policy.action_ids_for(turn.action)))
+    return examples
+
+
+class BC:
+    data = "offline"
+
+    def __init__(self, s: BCConfig, policy: Policy, engine: Any, examples: list[Example],
+                 epochs: int, seed: int):
+        if not examples:
+            raise DatasetError("the dataset has no non-empty agent utterance to learn from")
+        self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
+        self.steps_per_epoch = math.ceil(len(examples) / s.batch_size)
+        total = self.steps_per_epoch * epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            engine.optimizer, lambda k: warmup_cosine(k, s.warmup_steps, total))
+        self.rng = random.Random(seed)
+        self.version = 0
+
+    def learn(self, new: list[Trajectory], iteration: int) -> dict[str, float]:
+        order = list(range(len(self.examples)))
+        self.rng.shuffle(order)
+        history = []
+        for start in range(0, len(order), self.s.batch_size):
+            batch = [self.examples[i] for i in order[start : start + self.s.batch_size]]
+            rows = self.policy.batch([o for o, _ in batch], [a for _, a in batch])
+            n_tokens = float(max(rows.action_tokens, 1))
+
+            def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], n=n_tokens):
+                return bc_loss(logp, sub.action_mask.to(logp.device), n)
+
+            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows),
+                            prefix="bc", train_mode=True)
+            self.scheduler.step()
+            history.append({**m, "bc/lr": self.scheduler.get_last_lr()[0]})
+        self.policy.model.eval()
+        self.version += 1
+        return mean_metrics(history) | {"bc/examples": float(len(self.examples)),
+                                        "bc/steps": float(len(history))}
+
+    def acting(self) -> Acting:
+        return Acting(policy=self.policy, version=self.version,
+                      gathered=self.engine.gathered_parameters)
+
+    def save(self, directory: Path) -> None:
+        with self.engine.gathered_parameters():
+            self.policy.save_pretrained(directory / "policy")
+        self.engine.save_checkpoint(directory / "engine")
+        torch.save({"scheduler": self.scheduler.state_dict(), "rng": self.rng.getstate(),
+                    "version": self.version}, directory / "bc_state.pt")
+
+    def load(self, directory: Path) -> None:
+        try:
+            self.engine.load_checkpoint(directory / "engine")
+            state = torch.load(directory / "bc_state.pt", weights_only=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"cannot resume BC from {directory}: {err}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.setstate(state["rng"])
+        self.version = int(state["version"])
+        self.policy.model = self.engine.module
+
+
+def build(cfg: Config, run: RunContext) -> BC:
+    """BC on `cfg.data.path` (episodes with return >= bc.min_return when set), from the policy
+    at `run.init_policy`, else `model.path`, else a tiny model with a tokenizer trained on
+    the data. Its engine is the single-process torch one (one micro-batch per step)."""
+    from archer.config import DeepSpeedConfig
+    from archer.distributed.engine import build_actor_engine
+    from archer.models.builders import build_policy
+
+    s = cfg.bc
+    assert cfg.data.path is not None  # Config checks it for algo=bc
+    trajectories = read_trajectories(cfg.data.path)
+    if s.min_return is not None:
+        trajectories = [t for t in trajectories if t.episode_return >= s.min_return]
+        if not trajectories:
+            raise DatasetError(f"no episode of {cfg.data.path} has return >= "
+                               f"bc.min_return={s.min_return}")
+    policy = build_policy(cfg, trajectories, run.init_policy)
+    engine = build_actor_engine(
+        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=s.batch_size), lr=s.lr,
+        batch_size=s.batch_size, grad_clip=s.grad_clip, weight_decay=s.weight_decay,
+        device=cfg.device)
+    policy.model = engine.module
+    return BC(s, policy, engine, turn_examples(policy, trajectories), cfg.train.iterations,
+              cfg.seed)

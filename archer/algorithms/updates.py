@@ -1,0 +1,146 @@
+"""The shared update steps: the only callers of backward() and of an optimizer or engine step.
+
+- `sample`: fresh utterances from the policy, in chunks (memory bounded), with whole weights.
+- `policy_step`: one optimizer step of a policy loss over any rows, split into micro-batches.
+  Normalisers are taken over the whole step before the split, so 1 x 8 == 8 x 1.
+- `critic_step`: one step of ArCHer's double critic on a buffer batch, in micro-batches that
+  accumulate one mean.
+A non-finite loss drops the whole step with a warning (`<prefix>/skipped` = 1); the loop counts
+those against train.max_nonfinite.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from archer.algorithms.losses import kl_k3
+from archer.models.policy import Generation, Policy, Sampling, TokenBatch
+
+Metrics = dict[str, float]
+PolicyLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
+"""(token_logp [b, T] of the micro-batch, its rows, their indices in the step) -> (loss, metrics).
+The loss is a partial sum over the micro-batch divided by a whole-step normaliser."""
+
+
+def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: Sampling,
+           chunk_size: int, seeds: Sequence[int] | None = None) -> Generation:
+    """Fresh utterances for `observations`, `chunk_size` rows per forward, under
+    `engine.gathered_parameters()` (the whole weights under ZeRO-3, else a no-op)."""
+    with engine.gathered_parameters():
+        return policy.generate(list(observations), sampling,
+                               seeds=None if seeds is None else list(seeds), chunk_size=chunk_size)
+
+
+def _chunks(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def policy_step(
+    engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *, micro_batch_size: int,
+    temperature: float = 1.0, ref: torch.nn.Module | None = None, kl_coef: float = 0.0,
+    prefix: str = "actor", train_mode: bool = False,
+) -> Metrics:
+    """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`) over `rows`.
+
+    The engine averages the gradients of its `gradient_accumulation_steps` micro-batches, so
+    each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
+    `rows` must split into exactly that many micro-batches. RL steps score in eval mode (no
+    dropout: the scored distribution is the one that acted); `train_mode` keeps dropout on
+    (BC, as a regulariser).
+    """
+    parts = _chunks(len(rows), micro_batch_size)
+    gas = int(engine.gradient_accumulation_steps)
+    if len(parts) != gas:
+        raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "
+                         f"{len(parts)} micro-batches, but the engine accumulates {gas}")
+    n_tokens = max(rows.action_tokens, 1)
+    sums: Metrics = {}
+    skipped = False
+    engine.module.train(train_mode)
+    for idx in parts:
+        sub = rows.select(idx)
+        logp = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True)
+        value, m = loss(logp, sub, idx)
+        if kl_coef > 0 and ref is not None:
+            with torch.no_grad():
+                ref_logp = policy.token_logprobs(sub, model=ref, temperature=temperature)
+            kl, km = kl_k3(logp, ref_logp.to(logp.device), sub.action_mask.to(logp.device),
+                           n_tokens, prefix)
+            value = value + kl_coef * kl
+            m.update(km)
+        m[f"{prefix}/loss"] = float(value.detach())
+        if skipped or not math.isfinite(m[f"{prefix}/loss"]):
+            if not skipped:
+                warnings.warn(f"non-finite {prefix} loss: step skipped", RuntimeWarning,
+                              stacklevel=2)
+                engine.zero_grad()
+            skipped = True
+        else:
+            engine.backward(value * gas)
+        engine.step()  # the engine applies the optimizer at the accumulation boundary
+        if skipped:
+            engine.zero_grad()
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v
+    sums[f"{prefix}/skipped"] = 1.0 if skipped else 0.0
+    norm = engine.get_grad_norm() if not skipped else None
+    if norm is not None:
+        sums[f"{prefix}/grad_norm"] = float(norm)
+    return sums
+
+
+def critic_step(
+    critic: torch.nn.Module, target: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    states: Sequence[str], actions: Sequence[str], rewards: Sequence[float],
+    next_states: Sequence[str], dones: Sequence[bool], fresh_actions: Sequence[str], *,
+    gamma: float, grad_clip: float, min_q_for_v: bool, micro_batch_size: int,
+    loss_fn: Callable[..., tuple[torch.Tensor, Metrics]],
+) -> Metrics:
+    """One critic step on a buffer batch; `fresh_actions` are a~ ~ pi(.|s) for the V target.
+
+    Micro-batches of `micro_batch_size` transitions each add (their size / batch) x their mean
+    loss, so the accumulated gradient is the whole batch's mean. The critic trains in train
+    mode and is left in eval mode (advantages and checks must not see dropout); the target is
+    always in eval mode.
+    """
+    device = next(critic.parameters()).device
+    n = len(states)
+    optimizer.zero_grad(set_to_none=True)
+    critic.train()
+    target.eval()
+    sums: Metrics = {}
+    skipped = False
+    try:
+        for idx in _chunks(n, micro_batch_size):
+            pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+            reward = torch.tensor(pick(list(rewards)), dtype=torch.float32, device=device)  # [b]
+            done = torch.tensor(pick(list(dones)), dtype=torch.float32, device=device)  # [b]
+            with torch.no_grad():
+                tv1, tv2 = target.v(pick(list(next_states)))  # [b] each
+                tq1, tq2 = target.q(pick(list(states)), pick(list(fresh_actions)))  # [b] each
+            q1, q2, v1, v2 = critic(pick(list(states)), pick(list(actions)))
+            loss, m = loss_fn(q1, q2, v1, v2, tv1, tv2, tq1, tq2, reward, done, gamma,
+                              min_q_for_v)
+            share = len(idx) / n
+            if not math.isfinite(float(loss.detach())):
+                skipped = True
+                break
+            (loss * share).backward()
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v * share
+    finally:
+        critic.eval()
+    if skipped:
+        optimizer.zero_grad(set_to_none=True)
+        warnings.warn("non-finite critic loss: step skipped", RuntimeWarning, stacklevel=2)
+        return {**sums, "critic/skipped": 1.0}
+    params = [p for p in critic.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    sums["critic/grad_norm"] = float(norm)
+    optimizer.step()
+    return {**sums, "critic/skipped": 0.0}

@@ -1,0 +1,219 @@
+"""Structured configuration: the one place where defaults live.
+
+A run's config is `OmegaConf.merge(Config, yaml_file, cli_overrides)`, turned back into these
+dataclasses. Unknown keys and wrong types fail in the merge; keys that moved in a release fail
+with the key's new name; impossible values (a negative learning rate, gamma outside [0, 1], ...)
+fail in `Config.__post_init__`. All raise `ConfigError` naming the key and what is allowed,
+before any work starts.
+
+`algo` picks the algorithm; every algorithm has its own section, named as its registry key
+(`archer`, `bc`), and all sections are always present.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from archer.config.algos import ArcherConfig, BCConfig, PGActorConfig, TDCriticConfig
+from archer.config.sections import (
+    Q_INPUTS,
+    BufferConfig,
+    CollectConfig,
+    ConfigError,
+    CriticConfig,
+    DataConfig,
+    DeepSpeedConfig,
+    EnvConfig,
+    EvalConfig,
+    GenerationConfig,
+    ModelConfig,
+    RolloutConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "MOVED", "Q_INPUTS", "ArcherConfig", "BCConfig", "BufferConfig", "CollectConfig", "Config",
+    "ConfigError", "CriticConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
+    "GenerationConfig", "ModelConfig", "PGActorConfig", "RolloutConfig", "TDCriticConfig",
+    "TrainConfig", "load_config", "to_yaml",
+]
+
+
+@dataclass
+class Config:
+    algo: str = "archer"
+    """The algorithm (`archer algos` lists them); its section below is the one read."""
+    seed: int = 0
+    """Seed for python, numpy and torch RNGs, task sampling and every episode seed."""
+    device: str = "cpu"
+    """Torch device for the policy: cpu, cuda, cuda:N."""
+    output_dir: str = "runs/quickstart"
+    """Where datasets, checkpoints and metrics of a run go."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment every command plays."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    """Scripted episodes: the warm start's data and `archer collect` (not the policy's
+    rollouts, which are `rollout`)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy model (a local HF causal LM, or a tiny one built from config)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """How the policy samples utterances (acting, rollouts, fresh samples)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """`archer eval` and the evaluations before and after a run (`train.eval_episodes` sizes
+    the periodic ones)."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """The policy's training episodes: how many per iteration, on which workers."""
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    """The episode store of a replay algorithm."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """The critic model (its training settings are in the algorithm's section)."""
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    """The policy's training engine."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The dataset of an offline algorithm."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The loop: iterations, evaluation, checkpoints, the starting policy."""
+    archer: ArcherConfig = field(default_factory=ArcherConfig)
+    """algo=archer: ArCHer's critic and actor schedule."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """algo=bc, and the warm start of every online run."""
+
+    def __post_init__(self) -> None:
+        errors = []
+        from archer.algorithms import ALGORITHMS  # a dict of names: imports nothing heavy
+
+        if self.algo not in ALGORITHMS:
+            errors.append(("algo", f"must be one of {sorted(ALGORITHMS)}, got {self.algo!r}"))
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            errors.append(("device", f"must be cpu, cuda or cuda:N, got {self.device!r}"))
+        if not self.output_dir.strip():
+            errors.append(("output_dir", "must be a non-empty path"))
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if is_dataclass(section) and hasattr(section, "check"):
+                errors += [(f"{f.name}.{key}", msg) for key, msg in section.check()]
+        if (self.device.startswith("cuda") and self.rollout.num_workers > 0
+                and self.rollout.num_gpus_per_worker == 0):
+            errors.append(("rollout.num_gpus_per_worker", "must be > 0 with device=cuda and Ray "
+                           "rollout workers (e.g. 0.5 puts two workers on one GPU), or set "
+                           "rollout.num_workers=0"))
+        if self.algo == "archer":
+            errors += self._check_archer()
+        if self.algo == "bc" and self.data.path is None:
+            errors.append(("data.path", "algo=bc learns offline from a dataset: set "
+                                        "data.path=FILE (written by `archer collect`)"))
+        if errors:
+            raise ConfigError(
+                "invalid config:\n" + "\n".join(f"  {key}: {msg}" for key, msg in errors)
+            )
+
+    def _check_archer(self) -> list[tuple[str, str]]:
+        a, errors = self.archer, []
+        for key in ("critic.batch_size", "actor.batch_size"):
+            value = getattr(getattr(a, key.split(".")[0]), "batch_size")
+            if value > self.buffer.capacity:
+                errors.append((f"archer.{key}", f"must be <= buffer.capacity "
+                               f"({self.buffer.capacity}), got {value}"))
+        rows = a.actor.rows_per_step
+        if a.actor.utterances_per_update % a.actor.steps_per_pass == 0 and (
+                rows % self.deepspeed.micro_batch_size):
+            what = "archer.actor.batch_size x archer.actor.samples_per_state"
+            if a.actor.steps_per_pass > 1:
+                what += " / archer.actor.minibatches"
+            errors.append(("deepspeed.micro_batch_size", f"must divide the rows of one actor "
+                           f"step, {what} ({rows}), got {self.deepspeed.micro_batch_size}"))
+        return errors
+
+
+MOVED: dict[str, str] = {
+    "actor.warmup_iters": "archer.warmup_iters",
+    "actor.*": "archer.actor.*",
+    **{f"critic.{k}": f"archer.critic.{k}" for k in (
+        "lr", "gamma", "tau", "batch_size", "updates_per_iter", "grad_clip", "min_q_for_v")},
+    "sft.*": "bc.*",
+}
+"""Keys that moved when the config gained one section per algorithm: old -> new. A config that
+still uses an old key fails with the new name."""
+
+
+def _moved(key: str) -> str | None:
+    if key in MOVED:
+        return MOVED[key]
+    head, _, rest = key.partition(".")
+    if f"{head}.*" in MOVED and rest:
+        return MOVED[f"{head}.*"].replace("*", rest)
+    return None
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}{k}.")
+    else:
+        yield prefix[:-1]
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> Config:
+    """Defaults <- YAML file <- `key=value` overrides, validated; raises ConfigError."""
+    base = OmegaConf.structured(Config)
+    layers = []
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            layers.append(OmegaConf.load(p))
+        except Exception as err:  # yaml errors come in several types
+            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got {bad}")
+    layers.append(OmegaConf.from_dotlist(list(overrides)))
+    moved = sorted({(k, new) for layer in layers
+                    for k in _leaves(OmegaConf.to_container(layer))
+                    if (new := _moved(k)) is not None})
+    if moved:
+        raise ConfigError("config keys that moved (one section per algorithm now):\n" + "\n".join(
+            f"  unknown config key '{old}': it moved to '{new}'" for old, new in moved))
+    try:
+        merged = OmegaConf.merge(base, *layers)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    assert isinstance(cfg, Config)
+    return cfg
+
+
+def _section_types(cls: type) -> dict[str, type]:
+    """Field name -> dataclass type, for the dataclass fields of `cls`."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls) if is_dataclass(hints.get(f.name))}
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or "?"
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if type(err).__name__ in ("ConfigKeyError", "ConfigAttributeError"):
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        node: Any = Config
+        for part in section.split(".") if section else []:
+            node = _section_types(node).get(part)
+            if node is None:
+                break
+        allowed = sorted(f.name for f in fields(node)) if node is not None else []
+        hint = f"; allowed keys{' in ' + section if section else ''}: {allowed}" if allowed else ""
+        return f"unknown config key '{key}'{hint}"
+    return f"invalid value for config key '{key}': {first}"
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

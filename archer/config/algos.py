@@ -1,0 +1,199 @@
+"""One config section per registered algorithm, named as its registry key (`algo=NAME`).
+
+All sections are always present (`archer config show` prints them); only the one named by
+`algo` is read. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archer.config.sections import _choice
+
+
+@dataclass
+class TDCriticConfig:
+    """How ArCHer's utterance-level double critic is trained (the model is `critic`)."""
+
+    lr: float = 1e-3
+    """Critic AdamW learning rate (the paper: 2e-5 for a pretrained RoBERTa encoder)."""
+    weight_decay: float = 0.0
+    """Critic AdamW weight decay (the paper and the actor use none)."""
+    gamma: float = 0.95
+    """Discount per utterance."""
+    tau: float = 0.1
+    """Polyak rate of the target critic after every critic step."""
+    batch_size: int = 64
+    """Transitions per critic step (the paper: 256)."""
+    micro_batch_size: int = 64
+    """Transitions per critic forward/backward; the micro-batches of a step are accumulated as
+    one mean, so memory is bounded without changing the step."""
+    updates_per_iter: int = 20
+    """Critic steps per iteration (the paper: 50)."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+    min_q_for_v: bool = False
+    """Regress both V heads on min(Q1_target, Q2_target) instead of each head its own."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.weight_decay < 0:
+            errors.append(("weight_decay", f"must be >= 0, got {self.weight_decay}"))
+        if not 0.0 <= self.gamma <= 1.0:
+            errors.append(("gamma", f"must be in [0, 1], got {self.gamma}"))
+        if not 0.0 < self.tau <= 1.0:
+            errors.append(("tau", f"must be in (0, 1], got {self.tau}"))
+        for key in ("batch_size", "micro_batch_size"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.updates_per_iter < 0:
+            errors.append(("updates_per_iter", f"must be >= 0, got {self.updates_per_iter}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
+class PGActorConfig:
+    """ArCHer's token-level actor: REINFORCE or PPO-clip on the critic's advantages."""
+
+    loss: str = "reinforce"
+    """reinforce (advantage x utterance log-prob, one step per sampled batch) or ppo (clipped
+    token ratio against the behaviour log-probs, `epochs` x `minibatches` steps per batch)."""
+    lr: float = 1e-4
+    """Actor learning rate (the paper: 1e-5; 1e-6 on Twenty Questions with GPT-2)."""
+    batch_size: int = 16
+    """Buffer states per actor update (each sampled `samples_per_state` times)."""
+    updates_per_iter: int = 3
+    """Actor updates per iteration, each on freshly sampled utterances (the paper: 3)."""
+    epochs: int = 4
+    """PPO only: passes over each update's samples. With one pass of one minibatch the ratio
+    is 1 and the clip never acts. REINFORCE always makes one pass (its gradient is only
+    unbiased on the samples of the weights that drew them)."""
+    minibatches: int = 1
+    """PPO only: optimizer steps per pass; each takes an equal share of the samples."""
+    clip_eps: float = 0.2
+    """PPO clip range epsilon."""
+    kl_coef: float = 1.0
+    """Weight of the KL penalty to the frozen reference (starting) policy; 0 disables it.
+    With target_kl > 0 this is the starting weight of an adaptive controller."""
+    target_kl: float = 0.0
+    """Adaptive KL (Ziegler et al. 2019): after each actor phase the weight doubles when the
+    measured token KL exceeds 1.5 x target_kl and halves below target_kl / 1.5; 0 keeps
+    kl_coef fixed."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+    normalize_advantages: bool = False
+    """Standardise advantages over the batch before the loss."""
+    samples_per_state: int = 4
+    """Utterances sampled per buffer state in an actor update (batch_size states x this many)."""
+    baseline: str = "group"
+    """v: A = min Q - min V (the paper); group: A = min Q(s, a_k) minus the mean min Q of the
+    other utterances sampled for the same state (needs samples_per_state >= 2), so critic
+    errors shared by all actions of a state cancel."""
+
+    @property
+    def utterances_per_update(self) -> int:
+        """Sampled utterances in one actor update: batch_size states x samples_per_state."""
+        return self.batch_size * self.samples_per_state
+
+    @property
+    def passes(self) -> int:
+        """Passes over each update's samples: `epochs` for PPO, 1 for REINFORCE."""
+        return self.epochs if self.loss == "ppo" else 1
+
+    @property
+    def steps_per_pass(self) -> int:
+        """Optimizer steps per pass: `minibatches` for PPO, 1 for REINFORCE."""
+        return self.minibatches if self.loss == "ppo" else 1
+
+    @property
+    def rows_per_step(self) -> int:
+        """Sampled utterances in one optimizer step."""
+        return self.utterances_per_update // self.steps_per_pass
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("loss", self.loss, ("reinforce", "ppo"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        for key in ("batch_size", "epochs", "minibatches", "samples_per_state"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.updates_per_iter < 0:
+            errors.append(("updates_per_iter", f"must be >= 0, got {self.updates_per_iter}"))
+        if not 0 < self.clip_eps < 1:
+            errors.append(("clip_eps", f"must be in (0, 1), got {self.clip_eps}"))
+        if self.kl_coef < 0:
+            errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.target_kl < 0:
+            errors.append(("target_kl", f"must be >= 0 (0 = fixed kl_coef), got {self.target_kl}"))
+        if self.target_kl > 0 and self.kl_coef <= 0:
+            errors.append(("target_kl", "needs kl_coef > 0 (the controller's starting weight)"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        errors += _choice("baseline", self.baseline, ("v", "group"))
+        if self.baseline == "group" and self.samples_per_state < 2:
+            errors.append(("baseline", "group needs samples_per_state >= 2 (it compares the "
+                                       "utterances sampled for one state)"))
+        if self.minibatches >= 1 and self.utterances_per_update % self.steps_per_pass:
+            errors.append(("minibatches", f"must divide batch_size x samples_per_state "
+                                          f"({self.utterances_per_update}), got {self.minibatches}"))
+        return errors
+
+
+@dataclass
+class ArcherConfig:
+    """ArCHer (Zhou et al. 2024): utterance-level off-policy critic, token-level actor."""
+
+    warmup_iters: int = 5
+    """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
+    critic: TDCriticConfig = field(default_factory=TDCriticConfig)
+    actor: PGActorConfig = field(default_factory=PGActorConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.warmup_iters < 0:
+            errors.append(("warmup_iters", f"must be >= 0, got {self.warmup_iters}"))
+        errors += [(f"critic.{k}", m) for k, m in self.critic.check()]
+        errors += [(f"actor.{k}", m) for k, m in self.actor.check()]
+        return errors
+
+
+@dataclass
+class BCConfig:
+    """Behaviour cloning (SFT): token NLL on the agent's utterances of a dataset. It is also
+    the warm start of an online run (on `collect`'s scripted episodes)."""
+
+    lr: float = 2e-3
+    """AdamW learning rate."""
+    epochs: int = 6
+    """Passes over the dataset of a warm start or `archer sft`; `algo=bc` makes one pass per
+    loop iteration (train.iterations of them)."""
+    batch_size: int = 32
+    """Turns (prompt, utterance pairs) per optimizer step."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables clipping."""
+    warmup_steps: int = 20
+    """Linear learning-rate warm-up steps, then cosine decay to 10% over all epochs."""
+    min_return: float | None = None
+    """Keep only episodes with return >= this; null keeps all."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.epochs < 1:
+            errors.append(("epochs", f"must be >= 1, got {self.epochs}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        if self.weight_decay < 0:
+            errors.append(("weight_decay", f"must be >= 0, got {self.weight_decay}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        if self.warmup_steps < 0:
+            errors.append(("warmup_steps", f"must be >= 0, got {self.warmup_steps}"))
+        return errors

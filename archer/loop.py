@@ -1,0 +1,315 @@
+"""The one loop every algorithm runs in: collect -> learn -> sync -> eval -> save -> log.
+
+    setup      output dir, seeds, the starting policy (warm start, train.init_policy, or the
+               checkpoint on resume), the algorithm (`algorithms.build`), the collector
+    collect    online only: `rollout.episodes_per_iter` episodes of the acting policy, on tasks
+               drawn (seeded) from the train split, each with its own episode seed
+    learn      `algo.learn(new, iteration)`: the algorithm's own schedule, timed by itself
+    sync       hand the acting weights to the collector when their version moved
+    eval       every `train.eval_every` iterations (`train.eval_episodes` episodes) and after the
+               last (`eval.episodes`): greedy and sampled returns on the eval split
+    save       every `train.save_every` iterations and after the last: one atomic checkpoint
+               (the algorithm's parts, the loop's counters and RNGs) that train.resume continues
+    log        one JSON line per iteration (metrics.jsonl, TensorBoard), phases as time/<phase>_s
+
+The loop knows nothing about critics, buffers or epochs; an algorithm knows nothing about Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from archer import algorithms, checkpoint
+from archer.algorithms.api import Acting, Algorithm, RunContext
+from archer.config import Config
+from archer.errors import CheckpointError, DistributedError, NonFiniteError
+from archer.metrics import MetricsLogger, timed
+from archer.rollout.envs import env_info
+
+CHECKPOINT = "checkpoint"
+LOOP_STATE = "loop_state.pt"
+OFFLINE = ("bc",)
+"""Algorithms that start without a warm start (they learn from `data.path`)."""
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint holds besides the algorithm's own parts."""
+
+    iteration: int = 0
+    episodes: int = 0
+    """Online episodes collected so far (the x-axis of sample efficiency)."""
+    nonfinite: int = 0
+    task_rng: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def refuse_multi_rank() -> None:
+    """One process learns today: a torchrun / deepspeed launch would run identical copies."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise DistributedError(
+            f"WORLD_SIZE={world}: archer trains in one learner process for now, and a "
+            "multi-rank launch (torchrun, deepspeed --num_gpus N) would run identical copies of "
+            "the whole run. Launch one process; multi-GPU learners on Ray are the scale-out "
+            "plan (docs/scaling.md).")
+
+
+# ---------------------------------------------------------------------------- set-up
+def _init_policy(cfg: Config, ckpt: Path, progress: bool, log) -> Path | None:
+    if cfg.train.resume:
+        return checkpoint.resolve(ckpt) / "policy"
+    if cfg.train.init_policy:
+        return Path(cfg.train.init_policy)
+    if cfg.algo in OFFLINE:
+        return None  # built from model.path or a tiny model
+    from archer.warm_start import warm_start
+
+    return warm_start(cfg, progress=progress, log=log)
+
+
+def _critic_corpus(cfg: Config, env_corpus: list[str], log) -> list[str]:
+    """Text for a tiny critic's tokenizer: the env's own corpus when it has one, else the
+    warm-start data under output_dir. The env's corpus comes first so that a run does not
+    depend on whether its SFT start was trained here or given as train.init_policy."""
+    if cfg.critic.encoder != "tiny":
+        return []
+    if env_corpus:
+        return env_corpus
+    from archer.buffer.dataset import read_trajectories
+    from archer.models.builders import tokenizer_corpus
+
+    data_dir = Path(cfg.output_dir) / "data"
+    trajectories = [t for f in sorted(data_dir.glob("*.jsonl")) for t in read_trajectories(f)] if (
+        data_dir.is_dir()) else []
+    if trajectories:
+        return tokenizer_corpus(trajectories)
+    log(f"warning: {cfg.env.id} has no corpus() and {data_dir} holds no episodes: the tiny "
+        "critic's tokenizer falls back to bytes")
+    return ["empty"]
+
+
+def _open_collector(cfg: Config, acting: Acting, policy_dir: Path):
+    if cfg.rollout.num_workers == 0:
+        from archer.rollout.collector import InProcessCollector
+
+        return InProcessCollector(cfg, acting.policy)
+    from archer.distributed.rollout import RayCollector
+
+    return RayCollector(cfg, policy_dir, cfg.rollout.num_workers)
+
+
+def _sync(collector: Any, acting: Acting) -> None:
+    """Hand the acting weights to the collector under their version."""
+    if collector.version == acting.version:
+        return
+    if getattr(collector, "policy", None) is acting.policy:
+        collector.set_version(acting.version)  # it acts with our model, updated in place
+        return
+    # Under ZeRO-3 the gathered tensors are released when the block ends: copy them.
+    with acting.gathered():
+        state = {k: v.detach().to("cpu").clone()
+                 for k, v in acting.policy.model.state_dict().items()}
+    collector.set_weights(state, acting.version)
+
+
+def evaluate(cfg: Config, acting: Acting, episodes: int) -> dict[str, float]:
+    """Greedy and sampled returns of the acting policy on `cfg.eval.split`."""
+    from archer.evaluation import evaluate as play
+
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.episodes = episodes
+    out = {}
+    for decoding in ("greedy", "sample"):
+        cfg.eval.decoding = decoding
+        with acting.gathered():
+            summary, _ = play(cfg, policy=acting.policy, progress=False)
+        out[f"eval/return_{decoding}"] = summary["return_mean"]
+        out[f"eval/return_{decoding}_sem"] = summary["return_sem"]
+        out[f"eval/success_{decoding}"] = summary["success_rate"]
+    return out
+
+
+def _due(it: int, every: int, total: int) -> bool:
+    return it + 1 == total or bool(every and (it + 1) % every == 0)
+
+
+# ------------------------------------------------------------------------------ run
+def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) -> dict[str, Any]:
+    """Train `cfg.algo` from `cfg`; return the evaluation before and after, the history of
+    metrics, the starting policy and whether the env has held-out tasks."""
+    refuse_multi_rank()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT
+    seed_everything(cfg.seed)
+    init = _init_policy(cfg, ckpt, progress, log)
+    # Again: a warm start trained here draws on the global RNGs, a cached or given one does
+    # not, and the run must not depend on which happened.
+    seed_everything(cfg.seed)
+    info = env_info(cfg.env.id, cfg.env.kwargs)
+    corpus = [] if cfg.train.resume else _critic_corpus(cfg, info.corpus, log)
+    ctx = RunContext(out=out, init_policy=init, corpus=corpus, resume=cfg.train.resume, log=log)
+    algo: Algorithm = algorithms.build(cfg, ctx)
+    state = LoopState()
+    task_rng = np.random.default_rng(cfg.seed)
+    if cfg.train.resume:
+        state = _load(checkpoint.resolve(ckpt), cfg, algo, task_rng, log)
+    online = algo.data == "online"
+    train_tasks = info.tasks(cfg.rollout.split) if online else None
+    collector = _open_collector(cfg, algo.acting(), init) if online else None
+    logger = MetricsLogger(out, cfg.train.tensorboard)
+    history: list[dict[str, float]] = []
+    before = after = None
+    try:
+        if collector is not None and cfg.train.resume:
+            _sync(collector, algo.acting())
+        if final_eval and not cfg.train.resume:
+            before = evaluate(cfg, algo.acting(), cfg.eval.episodes)
+            logger.log({"iteration": -1.0, **before})
+        bar = tqdm(range(state.iteration, cfg.train.iterations), initial=state.iteration,
+                   total=cfg.train.iterations, desc=cfg.algo, unit="it", disable=not progress)
+        for it in bar:
+            t: dict[str, float] = {}
+            m: dict[str, float] = {"iteration": float(it)}
+            # ---- collect (online only)
+            new = []
+            if collector is not None:
+                with timed(t, "collect"):
+                    new = _collect(collector, cfg, state, task_rng, train_tasks)
+                m.update(_rollout_metrics(new, state, collector))
+            # ---- learn
+            with timed(t, "learn"):
+                m.update(algo.learn(new, it))
+            _count_nonfinite(state, m, cfg.train.max_nonfinite)
+            # ---- sync
+            if collector is not None:
+                with timed(t, "sync"):
+                    _sync(collector, algo.acting())
+            # ---- eval, save, log
+            last = it + 1 == cfg.train.iterations
+            if (final_eval or not last) and _due(it, cfg.train.eval_every, cfg.train.iterations):
+                with timed(t, "eval"):  # the final one with eval.episodes
+                    m.update(evaluate(cfg, algo.acting(),
+                                      cfg.eval.episodes if last else cfg.train.eval_episodes))
+            state.iteration = it + 1
+            if _due(it, cfg.train.save_every, cfg.train.iterations):
+                with timed(t, "save"):
+                    _save(ckpt, cfg, algo, state, task_rng)
+            m.update({f"time/{k}_s": v for k, v in t.items()})
+            m["time/iteration_s"] = sum(t.values())
+            m["policy_version"] = float(algo.acting().version)
+            logger.log(m)
+            history.append(m)
+            bar.set_postfix({k.split("/")[-1]: f"{m[k]:.2f}" for k in (
+                "rollout/return_mean", "critic/q1_mean", "bc/nll") if k in m})
+        bar.close()
+        if final_eval:
+            if history and "eval/return_greedy" in history[-1]:
+                after = {k: v for k, v in history[-1].items() if k.startswith("eval/")}
+            else:  # resumed at the end: nothing left to train
+                after = evaluate(cfg, algo.acting(), cfg.eval.episodes)
+    finally:
+        if collector is not None:
+            collector.close()
+        logger.close()
+    return {"before": before, "after": after, "history": history,
+            "init_policy": None if init is None else str(init), "heldout": info.has_heldout,
+            "heldout_note": info.heldout_note(cfg.eval.split), "checkpoint": str(ckpt)}
+
+
+# ------------------------------------------------------------------------- phases
+def _collect(collector: Any, cfg: Config, state: LoopState, task_rng: np.random.Generator,
+             train_tasks: list[str] | None) -> list:
+    from archer.rollout.seeds import episode_seed
+
+    n = cfg.rollout.episodes_per_iter
+    if train_tasks:
+        tasks: list[str | None] = [train_tasks[int(i)] for i in task_rng.integers(len(train_tasks), size=n)]
+    else:  # an env without task ids: the episode seed picks the episode
+        tasks = [None] * n
+    # Episode seeds are unique over the run and disjoint from evaluation's.
+    seeds = [episode_seed(cfg.seed, "train", state.episodes + i) for i in range(n)]
+    trajectories = collector.collect(tasks, seeds)
+    state.episodes += n
+    return trajectories
+
+
+def _rollout_metrics(new: list, state: LoopState, collector: Any) -> dict[str, float]:
+    returns = [t.episode_return for t in new]
+    return {
+        "rollout/return_mean": float(np.mean(returns)),
+        "rollout/return_std": float(np.std(returns)),
+        "rollout/success_rate": float(np.mean([t.success for t in new])),
+        "rollout/turns_mean": float(np.mean([t.length for t in new])),
+        "rollout/env_errors": float(sum(t.error is not None for t in new)),
+        "rollout/episodes_total": float(state.episodes),
+        "progress/env_episodes": float(state.episodes),
+        **{k: float(v) for k, v in collector.last_stats.items()},
+    }
+
+
+def _count_nonfinite(state: LoopState, m: dict[str, float], limit: int) -> None:
+    skipped = int(sum(v for k, v in m.items() if k.endswith("/skipped")))
+    if skipped:
+        state.nonfinite += skipped
+        if state.nonfinite > limit:
+            raise NonFiniteError(
+                f"{state.nonfinite} non-finite losses (train.max_nonfinite={limit}): stopping; "
+                "lower the learning rates (archer.actor.lr, archer.critic.lr, bc.lr)")
+
+
+# --------------------------------------------------------------------- checkpoints
+def _save(ckpt: Path, cfg: Config, algo: Algorithm, state: LoopState,
+          task_rng: np.random.Generator) -> None:
+    def write(tmp: Path) -> None:
+        algo.save(tmp)
+        saved = LoopState(state.iteration, state.episodes, state.nonfinite,
+                          task_rng.bit_generator.state, _rng_state())
+        torch.save({"loop_state": asdict(saved), "config": asdict(cfg)}, tmp / LOOP_STATE)
+
+    checkpoint.save(ckpt, write, {"iteration": state.iteration, "algo": cfg.algo})
+
+
+def _load(ckpt: Path, cfg: Config, algo: Algorithm, task_rng: np.random.Generator,
+          log) -> LoopState:
+    saved_algo = checkpoint.meta(ckpt).get("algo", "archer")
+    if saved_algo != cfg.algo:
+        raise CheckpointError(f"checkpoint {ckpt} was written by algo={saved_algo}, this run is "
+                              f"algo={cfg.algo}")
+    try:
+        blob = torch.load(ckpt / LOOP_STATE, weights_only=False)
+        state = LoopState(**blob["loop_state"])
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"cannot resume from {ckpt}: {err}") from None
+    algo.load(ckpt)
+    task_rng.bit_generator.state = state.task_rng
+    _set_rng_state(state.rng)
+    log(f"resumed from {ckpt} at iteration {state.iteration}")
+    return state
