@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from archer.buffer.dataset import DatasetError
-from archer.config import Config, load_config
+from archer.config import Config, ConfigError, load_config
 from archer.errors import ArcherError
 from archer.rollout.envs import EnvError
 
@@ -33,7 +33,7 @@ def _kv(pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"expected key=value, got {pair!r}")
+            raise ConfigError(f"expected key=value, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -43,6 +43,7 @@ def train_bc(cfg: Config, data: str | Path, out: str | Path, progress: bool = Tr
     last = result["history"][-1]
     policy_dir = Path(result["checkpoint"]) / "policy"
     return {"policy": str(policy_dir), "examples": int(last["bc/examples"]),
+            "episodes": int(last["progress/dataset_episodes"]),
             "steps": int(sum(h["bc/steps"] for h in result["history"])),
             "final_nll": float(last["bc/nll"]),
             "skipped_steps": int(sum(h.get("bc/skipped", 0.0) for h in result["history"]))}

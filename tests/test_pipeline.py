@@ -13,7 +13,7 @@ from archer.buffer.dataset import read_trajectories
 from archer.config import load_config
 from archer.evaluation import collect, evaluate
 from archer.models.policy import Policy, PolicyLoadError
-from archer.offline import train_sft
+from archer.warm_start import train_bc
 
 TESTS = Path(__file__).resolve().parent
 
@@ -29,9 +29,9 @@ def cfg_for(tmp_path, *extra):
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gn")
     cfg = cfg_for(tmp, "collect.agent=user_envs:bisect_agent", "collect.episodes=200",
-                  "sft.epochs=4")
+                  "bc.epochs=4")
     collect(cfg, tmp / "data.jsonl", progress=False)
-    summary = train_sft(cfg, tmp / "data.jsonl", tmp / "sft", progress=False)
+    summary = train_bc(cfg, tmp / "data.jsonl", tmp / "sft", progress=False)
     return cfg, tmp, summary
 
 
@@ -48,7 +48,7 @@ def test_sft_learns_the_scripted_policy(trained):
     """Learnability: BC on expert data reproduces the expert on its tasks; random does worse."""
     cfg, tmp, summary = trained
     assert summary["skipped_steps"] == 0 and summary["final_nll"] < 0.2
-    policy = Policy.from_pretrained(tmp / "sft", max_context_tokens=128)
+    policy = Policy.from_pretrained(summary["policy"], max_context_tokens=128)
     cfg.eval.split = "train"
     sft_result, _ = evaluate(cfg, policy=policy, progress=False)
     random_result, _ = evaluate(cfg, agent="random", progress=False)
@@ -59,28 +59,27 @@ def test_sft_learns_the_scripted_policy(trained):
 def test_checkpoint_loads_with_plain_transformers(trained):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _, tmp, _ = trained
-    model = AutoModelForCausalLM.from_pretrained(tmp / "sft")
-    tok = AutoTokenizer.from_pretrained(tmp / "sft")
+    _, _, summary = trained
+    model = AutoModelForCausalLM.from_pretrained(summary["policy"])
+    tok = AutoTokenizer.from_pretrained(summary["policy"])
     assert model.config.vocab_size == len(tok)
-    meta = json.loads((tmp / "sft" / "archer_sft.json").read_text())
-    assert meta["summary"]["episodes"] == 200
+    assert summary["episodes"] == 200
 
 
 def test_fine_tune_from_a_local_model_path(trained, tmp_path):
     """The same loading code accepts any local HF checkpoint as a starting point."""
-    cfg, tmp, _ = trained
-    cfg2 = cfg_for(tmp_path, f"model.path={tmp / 'sft'}", "sft.epochs=1")
-    summary = train_sft(cfg2, tmp / "data.jsonl", tmp_path / "ft", progress=False)
+    cfg, tmp, trained_summary = trained
+    cfg2 = cfg_for(tmp_path, f"model.path={trained_summary['policy']}", "bc.epochs=1")
+    summary = train_bc(cfg2, tmp / "data.jsonl", tmp_path / "ft", progress=False)
     assert summary["final_nll"] < 0.2  # starts from the trained weights, not from scratch
 
 
 def test_min_return_filters_episodes(tmp_path):
-    cfg = cfg_for(tmp_path, "collect.agent=random", "collect.episodes=40", "sft.epochs=1",
-                  "sft.min_return=-4")
+    cfg = cfg_for(tmp_path, "collect.agent=random", "collect.episodes=40", "bc.epochs=1",
+                  "bc.min_return=-4")
     collect(cfg, tmp_path / "d.jsonl", progress=False)
     kept = [t for t in read_trajectories(tmp_path / "d.jsonl") if t.episode_return >= -4]
-    summary = train_sft(cfg, tmp_path / "d.jsonl", tmp_path / "sft", progress=False)
+    summary = train_bc(cfg, tmp_path / "d.jsonl", tmp_path / "sft", progress=False)
     assert summary["episodes"] == len(kept) < 40
 
 
@@ -119,8 +118,8 @@ def run_cli(*args, cwd=None):
 
 
 def test_cli_eval_json_prints_exactly_one_object(trained):
-    _, tmp, _ = trained
-    out = run_cli("eval", "--policy", str(tmp / "sft"), "--env", "user_envs:GuessNumber-v0",
+    _, _, summary = trained
+    out = run_cli("eval", "--policy", summary["policy"], "--env", "user_envs:GuessNumber-v0",
                   "--episodes", "8", "--split", "train", "--json", "model.max_context_tokens=128")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -137,7 +136,7 @@ def test_cli_eval_json_prints_exactly_one_object(trained):
     (["eval", "--agent", "no_such_agent", "--env", "user_envs:GuessNumber-v0"], "unknown agent"),
     (["eval", "--policy", "/nonexistent/dir", "--env", "user_envs:GuessNumber-v0"], "no Hugging Face checkpoint"),
     (["sft", "--data", "/nonexistent.jsonl", "--out", "x"], "dataset file not found"),
-    (["sft", "--data", "/dev/null", "--out", "x", "sft.lr=-1"], "sft.lr: must be > 0"),
+    (["sft", "--data", "/dev/null", "--out", "x", "bc.lr=-1"], "bc.lr: must be > 0"),
     (["collect", "--env", "user_envs:GuessNumber-v0", "--agent", "random", "--out", "x.jsonl",
       "--noise", "2"], "collect.noise"),
 ])

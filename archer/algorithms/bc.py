@@ -70,7 +70,7 @@ class BC:
     data = "offline"
 
     def __init__(self, s: BCConfig, policy: Policy, engine: Any, examples: list[Example],
-                 epochs: int, seed: int):
+                 epochs: int, seed: int, episodes: int = 0):
         if not examples:
             raise DatasetError("the dataset has no non-empty agent utterance to learn from")
         self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
@@ -79,6 +79,7 @@ class BC:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             engine.optimizer, lambda k: warmup_cosine(k, s.warmup_steps, total))
         self.rng = random.Random(seed)
+        self.episodes = episodes
         self.version = 0
 
     def learn(self, new: list[Trajectory], iteration: int) -> dict[str, float]:
@@ -100,6 +101,7 @@ class BC:
         self.policy.model.eval()
         self.version += 1
         return mean_metrics(history) | {"bc/examples": float(len(self.examples)),
+                                        "progress/dataset_episodes": float(self.episodes),
                                         "bc/steps": float(len(history))}
 
     def acting(self) -> Acting:
@@ -148,4 +150,4 @@ def build(cfg: Config, run: RunContext) -> BC:
         device=cfg.device)
     policy.model = engine.module
     return BC(s, policy, engine, turn_examples(policy, trajectories), cfg.train.iterations,
-              cfg.seed)
+              cfg.seed, episodes=len(trajectories))
