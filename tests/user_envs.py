@@ -105,3 +105,33 @@ def coin_agent(observation: str) -> str:
 
 
 gym.register(id="SayYes-v0", entry_point=SayYesEnv)
+
+
+class SayYesThriceEnv(TextEnv):
+    """Three turns, and the reward only at the end: 1 if every answer was "yes", else 0.
+    From a 50/50 start the expected return is 1/8. Credit must flow back through the TD
+    target and the target critic's V(s'): the first two utterances earn nothing themselves."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_turns=3, heldout_fraction=0.25, **kwargs)
+
+    def all_task_ids(self) -> list[str]:
+        return [str(i) for i in range(8)]
+
+    def _begin(self, task_id: str) -> str:
+        self._history = "Answer yes or no, three times.\n"
+        self._all_yes = True
+        return self._history
+
+    def _turn(self, action: str):
+        self._all_yes &= action.strip().lower().rstrip(".!") == "yes"
+        self._history += f"{action}\n"
+        last = self._turns + 1 == self.max_turns
+        reward = 1.0 if last and self._all_yes else 0.0
+        return self._history, reward, last, {"success": last and self._all_yes}
+
+    def corpus(self) -> list[str]:
+        return ["Answer yes or no, three times.\n", "yes\n", "no\n"] * 20
+
+
+gym.register(id="SayYesThrice-v0", entry_point=SayYesThriceEnv)

@@ -1,0 +1,90 @@
+"""The loop with a fake algorithm (tests/fake_algorithm.py): phase order and timing keys,
+episode seeds, weight versions, non-finite accounting, checkpoints and resume."""
+
+import json
+
+import pytest
+import user_envs  # noqa: F401
+
+from archer import algorithms, loop
+from archer.config import load_config
+from archer.errors import DistributedError, NonFiniteError
+from archer.rollout.seeds import episode_seed
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+@pytest.fixture()
+def fake(monkeypatch):
+    monkeypatch.setitem(algorithms.ALGORITHMS, "fake", "fake_algorithm")
+    built = []
+    import fake_algorithm
+
+    real = fake_algorithm.build
+    monkeypatch.setattr(fake_algorithm, "build", lambda cfg, run: built.append(real(cfg, run))
+                        or built[-1])
+    return built
+
+
+def overrides(tmp_path, init, *extra):
+    return ["algo=fake", "env.id=user_envs:SayYes-v0", f"output_dir={tmp_path}",
+            f"train.init_policy={init}", "rollout.num_workers=0", "rollout.episodes_per_iter=4",
+            "rollout.envs_per_worker=4", "generation.max_new_tokens=4", "train.eval_every=2",
+            "train.eval_episodes=4", "eval.episodes=4", "train.tensorboard=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def init(tmp_path_factory, ):
+    import gymnasium as gym
+
+    from archer.models.policy import Policy
+    from archer.models.tiny import build_tiny_policy, train_tokenizer
+
+    env = gym.make("user_envs:SayYes-v0").unwrapped
+    tok = train_tokenizer(env.corpus(), vocab_size=300)
+    path = tmp_path_factory.mktemp("fake") / "policy"
+    Policy(build_tiny_policy(tok, "tiny", max_positions=64, seed=0), tok).save_pretrained(path)
+    return path
+
+
+def test_phases_seeds_versions_and_metrics(tmp_path, init, fake):
+    result = loop.run(load_config(overrides=overrides(tmp_path, init, "train.iterations=3")),
+                      **QUIET)
+    algo = fake[0]
+    assert [it for it, _ in algo.seen] == [0, 1, 2]
+    seeds = [s for _, batch in algo.seen for s in batch]
+    assert seeds == [episode_seed(0, "train", i) for i in range(12)]  # unique over the run
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [-1, 0, 1, 2]
+    m0, m1, m2 = lines[1:]
+    assert {"time/collect_s", "time/learn_s", "time/sync_s", "time/iteration_s"} <= set(m0)
+    assert "time/eval_s" not in m0 and "time/eval_s" in m1 and "time/save_s" in m2
+    assert [m["progress/env_episodes"] for m in (m0, m1, m2)] == [4.0, 8.0, 12.0]
+    assert [m["policy_version"] for m in (m0, m1, m2)] == [1.0, 2.0, 3.0]
+    assert m0["fake/episodes"] == 4.0
+    assert result["before"]["eval/return_greedy"] is not None and result["after"] is not None
+    assert json.loads((tmp_path / "checkpoint" / "COMPLETE").read_text()) == {
+        "iteration": 3, "algo": "fake"}
+
+
+def test_resume_continues_the_iteration_and_the_episode_count(tmp_path, init, fake):
+    loop.run(load_config(overrides=overrides(tmp_path, init, "train.iterations=2")), **QUIET)
+    result = loop.run(load_config(overrides=overrides(
+        tmp_path, init, "train.iterations=3", "train.resume=true")), **QUIET)
+    resumed = fake[1]
+    assert resumed.seen == [(2, [episode_seed(0, "train", i) for i in range(8, 12)])]
+    assert [h["iteration"] for h in result["history"]] == [2.0]
+    assert result["history"][0]["policy_version"] == 3.0  # the saved version, then one more
+
+
+def test_skipped_steps_count_against_max_nonfinite(tmp_path, init, fake):
+    cfg = load_config(overrides=overrides(tmp_path, init, "train.iterations=5",
+                                          "train.max_nonfinite=1"))
+    with pytest.raises(NonFiniteError, match="2 non-finite losses"):
+        loop.run(cfg, **QUIET)
+
+
+def test_a_multi_rank_launch_is_refused(tmp_path, init, fake, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(DistributedError, match="scale-out plan"):
+        loop.run(load_config(overrides=overrides(tmp_path, init)), **QUIET)
