@@ -1,10 +1,10 @@
 """env_info: one place where archer reads an env's optional methods."""
 
-import pytest
-
 import archer_envs
+import pytest
 import user_envs  # noqa: F401  (registers GuessNumber-v0, SayYes-v0)
 import user_plain  # noqa: F401  (registers Guess-v0, with nothing from archer)
+
 from archer.rollout.envs import NO_HELDOUT_NOTE, NO_TASKS_NOTE, EnvError, env_info, make_env
 
 

@@ -1,0 +1,112 @@
+"""A user's env registered with Gymnasium alone (tests/user_plain.py: no archer import, no
+task_ids) through the commands a new user runs: envs check, collect, sft, eval."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import user_plain
+
+from archer.buffer.dataset import read_trajectories
+from archer.cli import main
+from archer.config import load_config
+from archer.evaluation import evaluate
+from archer.rollout.batched import BatchedTextEnvs, run_episodes
+from archer.rollout.envs import NO_TASKS_NOTE
+from archer.rollout.seeds import episode_seeds
+
+TESTS = Path(__file__).resolve().parent
+ENV = "user_plain:Guess-v0"
+
+
+def run_cli(*args):
+    """`archer ARGS` in a fresh interpreter, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "archer.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def cli(*args) -> str:
+    """`archer ARGS` in this process (the same `main`, without a new interpreter's start-up);
+    returns what it printed."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(list(args))
+    assert rc == 0, buf.getvalue()
+    return buf.getvalue()
+
+
+def test_envs_check_passes_with_notes():
+    out = run_cli("envs", "check", ENV)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all checks passed" in out.stdout and "FAIL" not in out.stdout
+    notes = out.stdout.split("notes (")[1]
+    for method in ("task_ids(split)", "corpus()", "atomic_terms()", "make_agent(name, seed, noise)"):
+        assert f"no {method}" in notes
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """archer collect -> archer sft, as a user types them."""
+    tmp = tmp_path_factory.mktemp("plain")
+    common = ["model.max_context_tokens=128", "model.vocab_size=300"]
+    cli("collect", "--env", ENV, "--agent", "user_plain:bisect_agent", "--episodes", "60",
+        "--out", str(tmp / "data.jsonl"), "--quiet", *common)
+    cli("sft", "--data", str(tmp / "data.jsonl"), "--out", str(tmp / "sft"), "--quiet",
+        f"env.id={ENV}", "sft.epochs=2", *common)
+    return tmp
+
+
+def test_collect_draws_episodes_by_seed(cli_run):
+    trajs = read_trajectories(cli_run / "data.jsonl")
+    assert len(trajs) == 60 and all(t.success for t in trajs)
+    assert [t.seed for t in trajs] == episode_seeds(0, "collect", 60)
+    assert all(t.task_id == str(int(t.task_id)) for t in trajs)  # the secret the env reports
+
+
+def test_eval_says_its_seeds_are_disjoint_from_training(cli_run):
+    out = cli("eval", "--policy", str(cli_run / "sft"), "--env", ENV, "--episodes", "16",
+              "model.max_context_tokens=128")
+    assert f"heldout_note: {NO_TASKS_NOTE}" in out
+    out = cli("eval", "--policy", str(cli_run / "sft"), "--env", ENV, "--episodes", "16",
+              "--json", "model.max_context_tokens=128")
+    result = json.loads(out)
+    assert result["heldout"] is False and result["heldout_note"] == NO_TASKS_NOTE
+    assert result["episodes"] == 16 and result["split"] == "eval"
+
+
+def test_eval_seeds_are_the_eval_stream(tmp_path):
+    cfg = load_config(overrides=[f"env.id={ENV}", f"output_dir={tmp_path}", "eval.episodes=8"])
+    summary, trajs = evaluate(cfg, agent="user_plain:bisect_agent", progress=False)
+    assert [t.seed for t in trajs] == episode_seeds(cfg.seed, "eval", 8)
+    assert summary["success_rate"] == 1.0 and summary["heldout_note"] == NO_TASKS_NOTE
+    assert not {t.seed for t in trajs} & set(episode_seeds(cfg.seed, "train", 10_000))
+
+
+def test_run_episodes_without_task_ids():
+    agent = lambda obs: [user_plain.bisect_agent(o) for o in obs]  # noqa: E731
+    envs = BatchedTextEnvs(ENV, 2)
+    trajs = run_episodes(envs, agent, [None, "5", None], seeds=[3, 4, 3])
+    assert trajs[1].task_id == "5" and trajs[0].task_id == trajs[2].task_id != ""
+    assert all(t.success for t in trajs)
+    # An env that reports no task id in its reset info: the episode is recorded under "".
+    base = envs.envs[0].unwrapped
+    plain_reset = base.reset
+    base.reset = lambda seed=None, options=None: (plain_reset(seed=seed)[0], {})
+    envs.envs = envs.envs[:1]
+    (quiet,) = run_episodes(envs, agent, [None], seeds=[3])
+    assert quiet.task_id == "" and quiet.success
+
+
+def test_trainer_draws_no_tasks_for_an_env_without_them():
+    from archer.trainer import draw_tasks
+
+    rng = np.random.default_rng(0)
+    assert draw_tasks(rng, None, 3) == [None, None, None]
+    assert draw_tasks(rng, ["a"], 2) == ["a", "a"]
