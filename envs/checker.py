@@ -129,12 +129,18 @@ def _gymnasium_checker(c: _Ctx) -> str:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(c.make().unwrapped, skip_render_check=True)
-    messages = list(dict.fromkeys(str(w.message).replace("WARN: ", "") for w in caught))
-    broken = [m for m in messages if any(p in m for p in GYMNASIUM_CONTRACT_WARNINGS)]
+    broken, advice = classify_gymnasium_warnings([str(w.message) for w in caught])
     _require(not broken, "; ".join(broken))
-    for m in messages:
+    for m in advice:
         c.report.note(f"gymnasium: {m}")
-    return f"{len(messages)} warning(s), as notes" if messages else ""
+    return f"{len(advice)} warning(s), as notes" if advice else ""
+
+
+def classify_gymnasium_warnings(messages: list[str]) -> tuple[list[str], list[str]]:
+    """Split Gymnasium checker warnings into (contract breaks, advice), deduplicated."""
+    unique = list(dict.fromkeys(m.replace("WARN: ", "") for m in messages))
+    broken = [m for m in unique if any(p in m for p in GYMNASIUM_CONTRACT_WARNINGS)]
+    return broken, [m for m in unique if m not in broken]
 
 
 def _optional_methods(c: _Ctx) -> str:
