@@ -1,5 +1,5 @@
 """A user's env registered with Gymnasium alone (tests/user_plain.py: no archer import, no
-task_ids) through the commands a new user runs: envs check, collect, sft, eval."""
+task_ids) through the commands a new user runs: envs check, collect, sft, eval, train."""
 
 import contextlib
 import io
@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import user_plain
 
@@ -59,7 +58,7 @@ def cli_run(tmp_path_factory):
     cli("collect", "--env", ENV, "--agent", "user_plain:bisect_agent", "--episodes", "60",
         "--out", str(tmp / "data.jsonl"), "--quiet", *common)
     cli("sft", "--data", str(tmp / "data.jsonl"), "--out", str(tmp / "sft"), "--quiet",
-        f"env.id={ENV}", "sft.epochs=2", *common)
+        f"env.id={ENV}", "bc.epochs=2", *common)
     return tmp
 
 
@@ -71,10 +70,10 @@ def test_collect_draws_episodes_by_seed(cli_run):
 
 
 def test_eval_says_its_seeds_are_disjoint_from_training(cli_run):
-    out = cli("eval", "--policy", str(cli_run / "sft"), "--env", ENV, "--episodes", "16",
+    out = cli("eval", "--policy", str(cli_run / "sft" / "checkpoint" / "policy"), "--env", ENV, "--episodes", "16",
               "model.max_context_tokens=128")
     assert f"heldout_note: {NO_TASKS_NOTE}" in out
-    out = cli("eval", "--policy", str(cli_run / "sft"), "--env", ENV, "--episodes", "16",
+    out = cli("eval", "--policy", str(cli_run / "sft" / "checkpoint" / "policy"), "--env", ENV, "--episodes", "16",
               "--json", "model.max_context_tokens=128")
     result = json.loads(out)
     assert result["heldout"] is False and result["heldout_note"] == NO_TASKS_NOTE
@@ -104,9 +103,17 @@ def test_run_episodes_without_task_ids():
     assert quiet.task_id == "" and quiet.success
 
 
-def test_trainer_draws_no_tasks_for_an_env_without_them():
-    from archer.trainer import draw_tasks
-
-    rng = np.random.default_rng(0)
-    assert draw_tasks(rng, None, 3) == [None, None, None]
-    assert draw_tasks(rng, ["a"], 2) == ["a", "a"]
+def test_train_runs_archer_on_it_by_seed(cli_run):
+    """archer train from the user's SFT policy: training episodes are drawn by train-stream
+    seeds (no task ids) and the printout says evaluation uses seeds disjoint from them."""
+    out = cli("train", "--quiet", f"env.id={ENV}", f"output_dir={cli_run / 'train'}",
+              f"train.init_policy={cli_run / 'sft' / 'checkpoint' / 'policy'}",
+              "model.max_context_tokens=128", "rollout.num_workers=0",
+              "rollout.episodes_per_iter=8", "rollout.envs_per_worker=8",
+              "train.iterations=2", "archer.warmup_iters=1", "archer.critic.updates_per_iter=2",
+              "archer.critic.batch_size=8", "archer.actor.batch_size=4",
+              "archer.actor.updates_per_iter=1", "deepspeed.micro_batch_size=8",
+              "critic.hidden_dim=16", "eval.episodes=8", "train.tensorboard=false")
+    assert NO_TASKS_NOTE in out and "after archer" in out, out
+    lines = [json.loads(x) for x in (cli_run / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["progress/env_episodes"] == 16.0 and lines[-1]["policy_version"] == 1.0
