@@ -30,7 +30,7 @@ from archer.config import Q_INPUTS, CriticConfig, load_config
 from archer.evaluation import evaluate
 from archer.models.critic import build_critic
 from archer.models.policy import Policy
-from archer.offline import tokenizer_corpus
+from archer.models.builders import tokenizer_corpus
 
 
 def turns_of(trajectories, gamma):
@@ -110,7 +110,8 @@ def main() -> None:
     quick = ["env.kwargs.max_turns=4", "generation.max_new_tokens=8"] if args.quick else []
     cfg = load_config(overrides=[f"env.id={args.env}", "eval.decoding=sample", "eval.split=train",
                                  f"eval.episodes={args.episodes}", f"seed={args.seed}", *quick])
-    policy = Policy.from_pretrained(args.policy, "cpu", cfg.model.max_context_tokens)
+    policy = Policy.from_pretrained(args.policy, "cpu", cfg.model.max_context_tokens,
+                                    reserve=cfg.generation.max_new_tokens)
     summary, trajectories = evaluate(cfg, policy=policy, progress=False)
     order = np.random.default_rng(args.seed).permutation(len(trajectories))
     cut = int(0.8 * len(trajectories))

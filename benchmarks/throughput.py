@@ -69,7 +69,10 @@ def build_workload(episodes: int, envs_per_worker: int, max_new_tokens: int, tmp
     env = make_env(ENV_ID)
     tokenizer = train_tokenizer(env.unwrapped.corpus(), vocab_size=cfg.model.vocab_size)
     model = build_tiny_policy(tokenizer, cfg.model.size, cfg.model.max_context_tokens, seed=0)
-    policy = Policy(model, tokenizer, max_context_tokens=cfg.model.max_context_tokens)
+    policy = Policy(
+        model, tokenizer, max_context_tokens=cfg.model.max_context_tokens,
+        reserve=cfg.generation.max_new_tokens,
+    )
     policy_dir = os.path.join(tmp, "policy")
     policy.save_pretrained(policy_dir)
     pool = env_task_ids(env, "train")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -401,7 +403,7 @@ class Policy:
     def token_logprobs(
         self,
         batch: TokenBatch,
-        model: torch.nn.Module | None = None,
+        model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         grad: bool = False,
     ) -> torch.Tensor:
