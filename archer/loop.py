@@ -174,7 +174,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
     # not, and the run must not depend on which happened.
     seed_everything(cfg.seed)
     info = env_info(cfg.env.id, cfg.env.kwargs)
-    corpus = [] if cfg.train.resume else _critic_corpus(cfg, info.corpus, log)
+    corpus = _critic_corpus(cfg, info.corpus, log)
     ctx = RunContext(out=out, init_policy=init, corpus=corpus, resume=cfg.train.resume, log=log)
     algo: Algorithm = algorithms.build(cfg, ctx)
     state = LoopState()

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from archer import loop
 from archer.algorithms import archer as archer_algo
+from archer.algorithms.api import RunContext
 from archer.algorithms.archer import adapt_kl_coef
 from archer.buffer.store import EpisodeStore
 from archer.config import ConfigError, load_config
@@ -103,26 +104,26 @@ def test_resume_continues_at_the_same_iteration_with_the_same_store(tmp_path, co
     over = [*base_overrides(tmp_path, coin_sft), "archer.warmup_iters=1"]
     loop.run(load_config(overrides=[*over, "train.iterations=2"]), **QUIET)
     first = built[0]
-    saved = EpisodeStore.load(tmp_path / "checkpoint" / "store")
-    assert [e.to_dict() for e in saved.episodes()] == [e.to_dict() for e in first.store.episodes()]
-    expected_next = [(r.episode.seed, r.t) for r in saved.sample_turns(8)]
+    ckpt = tmp_path / "checkpoint"
+    expected_next = [(r.episode.seed, r.t) for r in first.store.sample_turns(8)]
     weights = {k: v.clone() for k, v in first.policy.model.state_dict().items()}
 
-    result = loop.run(load_config(overrides=[*over, "train.iterations=3", "train.resume=true"]),
-                      **QUIET)
-    resumed = built[1]
+    # load() restores the exact state: the same episodes, the same next samples, the weights
+    cfg = load_config(overrides=[*over, "train.iterations=3", "train.resume=true"])
+    again = archer_algo.build(cfg, RunContext(out=tmp_path, init_policy=ckpt / "policy",
+                                              corpus=["Answer yes or no.\n"] * 4, resume=True))
+    again.load(ckpt)
+    assert [e.to_dict() for e in again.store.episodes()] == [
+        e.to_dict() for e in first.store.episodes()]
+    assert [(r.episode.seed, r.t) for r in again.store.sample_turns(8)] == expected_next
+    for k, v in again.policy.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert again.version == first.version == 1
+
+    result = loop.run(cfg, **QUIET)
     assert [h["iteration"] for h in result["history"]] == [2.0]
-    assert result["before"] is None
-    # the resumed run started from exactly the saved state: its first learn() added the third
-    # iteration's episodes to the saved store, and its weights were the saved ones
-    assert resumed.store.episodes()[: len(saved.episodes())][0].to_dict() == (
-        saved.episodes()[0].to_dict())
-    reloaded = EpisodeStore.load(tmp_path / "checkpoint" / "store")
-    assert len(reloaded.episodes()) == len(saved.episodes()) + 16
-    fresh = EpisodeStore.load(tmp_path / "checkpoint" / "store")
-    assert fresh is not None and expected_next  # sampled from the restored RNG state
-    start = AutoModelForCausalLM.from_pretrained(str(tmp_path / "checkpoint" / "policy"))
-    assert any(not torch.equal(v, weights[k]) for k, v in start.state_dict().items())
+    assert result["before"] is None and result["history"][0]["policy_version"] == 2.0
+    assert len(EpisodeStore.load(ckpt / "store").episodes()) == 3 * 16
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, coin_sft):
@@ -237,3 +238,49 @@ def test_run_is_the_same_whether_the_warm_start_was_trained_or_cached(tmp_path):
     assert all(k in runs[0][-1] for k in keys)
     for a, b in zip(*runs, strict=True):
         assert [a[k] for k in keys if k in a] == [b[k] for k in keys if k in b]
+
+
+@pytest.fixture(scope="module")
+def coin_sft_thrice(tmp_path_factory):
+    """A tiny policy cloned from a coin-flipping agent on the three-turn env."""
+    tmp = tmp_path_factory.mktemp("thrice")
+    cfg = load_config(overrides=["env.id=user_envs:SayYesThrice-v0",
+                                 "collect.agent=user_envs:coin_agent", "collect.episodes=200",
+                                 "bc.epochs=10", "model.vocab_size=300",
+                                 "model.max_context_tokens=64", "generation.max_new_tokens=4",
+                                 f"output_dir={tmp}"])
+    collect(cfg, tmp / "d.jsonl", progress=False)
+    return train_bc(cfg, tmp / "d.jsonl", tmp / "sft", **QUIET)["policy"]
+
+
+def test_archer_learns_a_reward_that_arrives_after_three_turns(tmp_path, coin_sft_thrice):
+    """Multi-turn credit assignment: the first two utterances earn nothing themselves, so the
+    actor can only improve them through Q(s, a) = gamma V_target(s'), bootstrapped from the
+    target critic. From a 50/50 start the return is about 1/8."""
+    over = [o for o in base_overrides(tmp_path, coin_sft_thrice) if not o.startswith("env.id")]
+    cfg = load_config(overrides=[*over, "env.id=user_envs:SayYesThrice-v0",
+                                 "train.iterations=14", "archer.critic.updates_per_iter=10",
+                                 "archer.critic.batch_size=32", "archer.actor.batch_size=16",
+                                 "eval.episodes=64"])
+    result = loop.run(cfg, **QUIET)
+    before, after = result["before"]["eval/return_sample"], result["after"]["eval/return_sample"]
+    print("sampled return before / after:", before, after)
+    assert before < 0.35
+    assert after > before + 0.3, (before, after)
+
+
+def test_archer_ppo_takes_several_steps_per_sample_and_clips(tmp_path, coin_sft, monkeypatch):
+    """actor.loss=ppo: epochs x minibatches steps on the same samples against the behaviour
+    log-probs stored at sampling, so the ratio leaves 1 and the clip acts."""
+    built = capture_algorithm(monkeypatch)
+    cfg = load_config(overrides=[*base_overrides(tmp_path, coin_sft), "train.iterations=3",
+                                 "archer.warmup_iters=1", "archer.actor.loss=ppo",
+                                 "archer.actor.epochs=4", "archer.actor.minibatches=2",
+                                 "archer.actor.lr=3e-3", "archer.actor.clip_eps=0.1",
+                                 "eval.episodes=8"])
+    result = loop.run(cfg, **QUIET)
+    first = next(h for h in result["history"] if "actor/clip_fraction" in h)  # before it saturates
+    print("first actor phase:", {k: v for k, v in first.items() if k.startswith("actor/")})
+    assert first["actor/clip_fraction"] > 0 and first["actor/ratio_mean"] != pytest.approx(1.0)
+    # 2 iterations after warm-up x 2 updates x 4 epochs x 2 minibatches
+    assert built[0].engine.global_steps == 2 * 2 * 4 * 2
