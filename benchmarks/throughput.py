@@ -27,7 +27,7 @@ from archer.config import Config, load_config
 from archer.models.policy import Policy
 from archer.models.tiny import build_tiny_policy, train_tokenizer
 from archer.rollout.collector import InProcessCollector
-from archer.rollout.envs import env_task_ids, make_env
+from archer.rollout.envs import env_info, make_env
 
 ENV_ID = "archer/TwentyQuestionsSubset-v0"
 
@@ -75,7 +75,7 @@ def build_workload(episodes: int, envs_per_worker: int, max_new_tokens: int, tmp
     )
     policy_dir = os.path.join(tmp, "policy")
     policy.save_pretrained(policy_dir)
-    pool = env_task_ids(env, "train")
+    pool = env_info(ENV_ID, env=env).tasks("train")
     env.close()
     task_ids = [pool[i % len(pool)] for i in range(episodes)]
     return Workload(cfg, policy, policy_dir, task_ids, list(range(episodes)))
