@@ -204,6 +204,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
                 with timed(t, "collect"):
                     new = _collect(collector, cfg, state, task_rng, train_tasks)
                 m.update(_rollout_metrics(new, state, collector))
+                m.update(logp_gap(algo.acting(), new, cfg.generation.temperature))
             # ---- learn
             with timed(t, "learn"):
                 m.update(algo.learn(new, it))
@@ -273,6 +274,25 @@ def _rollout_metrics(new: list, state: LoopState, collector: Any) -> dict[str, f
         "progress/env_episodes": float(state.episodes),
         **{k: float(v) for k, v in collector.last_stats.items()},
     }
+
+
+def logp_gap(acting: Acting, new: list, temperature: float, limit: int = 64) -> dict[str, float]:
+    """`rollout/logp_mismatch_max`: the largest |stored - recomputed| log-prob over up to
+    `limit` sampled turns of episodes played by the acting weights of now, rescored by the
+    learner (the ids are the stored ones). A gap beyond float noise means the learner does not
+    train the distribution that acted (a tokenizer, prompt or temperature mismatch)."""
+    turns = [(turn.observation, turn.action_ids, turn.logprobs) for t in new
+             if t.policy_version == acting.version for turn in t.turns
+             if turn.action_ids and turn.logprobs][:limit]
+    if not turns:
+        return {}
+    policy = acting.policy
+    rows = policy.batch([o for o, _, _ in turns], [a for _, a, _ in turns], [lp for _, _, lp in turns])
+    with acting.gathered(), torch.no_grad():
+        logp = policy.token_logprobs(rows, temperature=temperature)
+    assert rows.behaviour_logp is not None
+    gap = ((logp - rows.behaviour_logp).abs() * rows.action_mask).max()
+    return {"rollout/logp_mismatch_max": float(gap)}
 
 
 def _count_nonfinite(state: LoopState, m: dict[str, float], limit: int) -> None:

@@ -28,9 +28,9 @@ import torch
 from archer.algorithms.archer import discounted_returns, explained_variance
 from archer.config import Q_INPUTS, CriticConfig, load_config
 from archer.evaluation import evaluate
+from archer.models.builders import tokenizer_corpus
 from archer.models.critic import build_critic
 from archer.models.policy import Policy
-from archer.models.builders import tokenizer_corpus
 
 
 def turns_of(trajectories, gamma):

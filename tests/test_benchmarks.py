@@ -65,3 +65,12 @@ def test_critic_probe_runs(tmp_path, tiny_policy):
     for row in critic:
         ev_v, ev_q = (cell.strip() for cell in row.strip("|").split("|")[1:3])
         assert float(ev_v) <= 1.0 and float(ev_q) <= 1.0
+
+
+def test_archer_memory_benchmark_runs():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "archer_memory.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| tiny")]
+    assert len(row) == 1 and float(row[0].split("|")[5]) > 0

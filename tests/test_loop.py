@@ -62,6 +62,8 @@ def test_phases_seeds_versions_and_metrics(tmp_path, init, fake):
     assert [m["progress/env_episodes"] for m in (m0, m1, m2)] == [4.0, 8.0, 12.0]
     assert [m["policy_version"] for m in (m0, m1, m2)] == [1.0, 2.0, 3.0]
     assert m0["fake/episodes"] == 4.0
+    # the learner rescores the stored ids of the acting weights to float noise
+    assert all(m["rollout/logp_mismatch_max"] < 1e-4 for m in (m0, m1, m2))
     assert result["before"]["eval/return_greedy"] is not None and result["after"] is not None
     assert json.loads((tmp_path / "checkpoint" / "COMPLETE").read_text()) == {
         "iteration": 3, "algo": "fake"}

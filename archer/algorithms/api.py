@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from archer.models.policy import Policy
@@ -68,3 +68,16 @@ class Algorithm(Protocol):
         ...
 
     def load(self, directory: Path) -> None: ...
+
+
+def engine_acting(policy: Policy, engine: Any, version: int) -> Acting:
+    """The Acting of a policy trained inside `engine` (whole weights under its gather)."""
+    return Acting(policy=policy, version=version, gathered=engine.gathered_parameters)
+
+
+def save_policy(policy: Policy, engine: Any, directory: Path) -> None:
+    """The acting policy in HF format at `directory / "policy"`, and the engine's state (weights,
+    optimizer, step counters) at `directory / "engine"`."""
+    with engine.gathered_parameters():
+        policy.save_pretrained(directory / "policy")
+    engine.save_checkpoint(directory / "engine")

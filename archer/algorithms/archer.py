@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from archer.algorithms.api import Acting, RunContext
+from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
 from archer.algorithms.losses import ppo_clip_loss, weighted_logp_loss
 from archer.algorithms.updates import critic_step, policy_step, sample
 from archer.buffer.store import EpisodeStore
@@ -299,18 +299,15 @@ class ArCHer:
 
     # ------------------------------------------------------------------------ acting
     def acting(self) -> Acting:
-        return Acting(policy=self.policy, version=self.version,
-                      gathered=self.engine.gathered_parameters)
+        return engine_acting(self.policy, self.engine, self.version)
 
     # --------------------------------------------------------------------- save, load
     def save(self, directory: Path) -> None:
-        with self.engine.gathered_parameters():
-            self.policy.save_pretrained(directory / "policy")
+        save_policy(self.policy, self.engine, directory)
         if self.ref is not None:  # the KL anchor stays the run's starting policy
             self.ref.save_pretrained(directory / "reference_policy")
         self.critic.save_pretrained(directory / "critic")
         self.target.save_pretrained(directory / "target_critic")
-        self.engine.save_checkpoint(directory / "engine")
         torch.save(self.critic_opt.state_dict(), directory / "critic_optimizer.pt")
         self.store.save(directory / "store")
         (directory / "archer_state.json").write_text(json.dumps(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from archer.algorithms.api import Acting, RunContext
+from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
 from archer.algorithms.losses import nll_loss
 from archer.algorithms.updates import policy_step
 from archer.buffer.dataset import DatasetError, read_trajectories
@@ -105,13 +105,10 @@ class BC:
                                         "bc/steps": float(len(history))}
 
     def acting(self) -> Acting:
-        return Acting(policy=self.policy, version=self.version,
-                      gathered=self.engine.gathered_parameters)
+        return engine_acting(self.policy, self.engine, self.version)
 
     def save(self, directory: Path) -> None:
-        with self.engine.gathered_parameters():
-            self.policy.save_pretrained(directory / "policy")
-        self.engine.save_checkpoint(directory / "engine")
+        save_policy(self.policy, self.engine, directory)
         torch.save({"scheduler": self.scheduler.state_dict(), "rng": self.rng.getstate(),
                     "version": self.version}, directory / "bc_state.pt")
 

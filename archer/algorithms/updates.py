@@ -117,13 +117,14 @@ def critic_step(
     skipped = False
     try:
         for idx in _chunks(n, micro_batch_size):
-            pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
-            reward = torch.tensor(pick(list(rewards)), dtype=torch.float32, device=device)  # [b]
-            done = torch.tensor(pick(list(dones)), dtype=torch.float32, device=device)  # [b]
+            s, a, r, s2, d, f = ([xs[i] for i in idx] for xs in (
+                states, actions, rewards, next_states, dones, fresh_actions))
+            reward = torch.tensor(r, dtype=torch.float32, device=device)  # [b]
+            done = torch.tensor(d, dtype=torch.float32, device=device)  # [b]
             with torch.no_grad():
-                tv1, tv2 = target.v(pick(list(next_states)))  # [b] each
-                tq1, tq2 = target.q(pick(list(states)), pick(list(fresh_actions)))  # [b] each
-            q1, q2, v1, v2 = critic(pick(list(states)), pick(list(actions)))
+                tv1, tv2 = target.v(s2)  # [b] each
+                tq1, tq2 = target.q(s, f)  # [b] each
+            q1, q2, v1, v2 = critic(s, a)
             loss, m = loss_fn(q1, q2, v1, v2, tv1, tv2, tq1, tq2, reward, done, gamma,
                               min_q_for_v)
             share = len(idx) / n

@@ -116,8 +116,8 @@ class Config:
 
     def _check_archer(self) -> list[tuple[str, str]]:
         a, errors = self.archer, []
-        for key in ("critic.batch_size", "actor.batch_size"):
-            value = getattr(getattr(a, key.split(".")[0]), "batch_size")
+        for key, value in (("critic.batch_size", a.critic.batch_size),
+                           ("actor.batch_size", a.actor.batch_size)):
             if value > self.buffer.capacity:
                 errors.append((f"archer.{key}", f"must be <= buffer.capacity "
                                f"({self.buffer.capacity}), got {value}"))
