@@ -122,7 +122,9 @@ def _open_collector(cfg: Config, acting: Acting, policy_dir: Path):
         return InProcessCollector(cfg, acting.policy)
     from archer.distributed.rollout import RayCollector
 
-    return RayCollector(cfg, policy_dir, cfg.rollout.num_workers)
+    return RayCollector(cfg, policy_dir, cfg.rollout.num_workers,
+                        num_cpus_per_worker=cfg.rollout.num_cpus_per_worker,
+                        num_gpus_per_worker=cfg.rollout.num_gpus_per_worker)
 
 
 def _sync(collector: Any, acting: Acting) -> None:
@@ -183,7 +185,9 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
         state = _load(checkpoint.resolve(ckpt), cfg, algo, task_rng, log)
     online = algo.data == "online"
     train_tasks = info.tasks(cfg.rollout.split) if online else None
-    collector = _open_collector(cfg, algo.acting(), init) if online else None
+    if online and init is None:
+        raise CheckpointError(f"algo={cfg.algo} collects online and needs a starting policy")
+    collector = _open_collector(cfg, algo.acting(), init) if online and init else None
     logger = MetricsLogger(out, cfg.train.tensorboard)
     history: list[dict[str, float]] = []
     before = after = None
@@ -311,7 +315,7 @@ def _save(ckpt: Path, cfg: Config, algo: Algorithm, state: LoopState,
     def write(tmp: Path) -> None:
         algo.save(tmp)
         saved = LoopState(state.iteration, state.episodes, state.nonfinite,
-                          task_rng.bit_generator.state, _rng_state())
+                          dict(task_rng.bit_generator.state), _rng_state())
         torch.save({"loop_state": asdict(saved), "config": asdict(cfg)}, tmp / LOOP_STATE)
 
     checkpoint.save(ckpt, write, {"iteration": state.iteration, "algo": cfg.algo})

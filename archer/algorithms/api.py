@@ -42,8 +42,9 @@ class RunContext:
 
     out: Path
     """The run's output directory."""
-    init_policy: Path
-    """The policy to start from: the warm start, train.init_policy, or the checkpoint's."""
+    init_policy: Path | None
+    """The policy to start from: the warm start, train.init_policy, or the checkpoint's; None
+    for an offline algorithm that builds its policy from `model` (bc without a start)."""
     corpus: list[str] = field(default_factory=list)
     """Text for a tiny critic's tokenizer (the env's corpus, else the warm-start data)."""
     resume: bool = False

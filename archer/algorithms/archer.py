@@ -346,6 +346,8 @@ def build(cfg: Config, run: RunContext) -> ArCHer:
     from archer.distributed.engine import build_actor_engine
 
     s = cfg.archer
+    if run.init_policy is None:
+        raise ValueError("ArCHer starts from a policy: the loop passes the warm start")
     policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
                                     reserve=cfg.generation.max_new_tokens)
     ref = None
@@ -359,6 +361,8 @@ def build(cfg: Config, run: RunContext) -> ArCHer:
                                 device=cfg.device)
     policy.model = engine.module
     policy.model.eval()  # no dropout: scoring must match acting
+    if ref is not None:  # the same precision as the policy (bf16 under deepspeed.precision=bf16)
+        ref.to(dtype=next(engine.module.parameters()).dtype)
     return ArCHer(s, policy, engine, critic, target, EpisodeStore(cfg.buffer.capacity, cfg.seed),
                   Sampling.from_config(cfg.generation), cfg.deepspeed.micro_batch_size, ref,
                   cfg.device)
