@@ -5,7 +5,7 @@ The reference ArCHer code's Twenty Questions setting: a GPT-2 of 4 layers x 256 
 of 256, actor batches of 256 states. Before the one-loop rebuild, generation computed the logits
 of every prompt position (256 x 512 x 50,257 floats = 26 GB) and the run was killed for memory.
 Now generation asks for the last position only and runs in chunks of
-`deepspeed.micro_batch_size` rows, scoring computes logits for the action positions only, and
+`generation.batch_size` rows, scoring computes logits for the action positions only, and
 the critic accumulates micro-batches.
 
     python benchmarks/archer_memory.py                 # the reference shapes (minutes on 2 cores)

@@ -169,10 +169,12 @@ class ArCHer:
 
     def __init__(self, s: ArcherConfig, policy: Policy, engine: Any, critic: DoubleCritic,
                  target: DoubleCritic, store: EpisodeStore, sampling: Sampling,
-                 micro_batch_size: int, ref: torch.nn.Module | None, device: str):
+                 micro_batch_size: int, ref: torch.nn.Module | None, device: str,
+                 generation_batch: int = 64):
         self.s, self.policy, self.engine = s, policy, engine
         self.critic, self.target, self.store, self.sampling = critic, target, store, sampling
         self.micro_batch_size, self.ref, self.device = micro_batch_size, ref, device
+        self.generation_batch = generation_batch
         self.critic_opt = self._critic_optimizer()
         self.kl_coef = s.actor.kl_coef
         self.version = 0
@@ -228,7 +230,7 @@ class ArCHer:
         batches = [self.store.sample_turns(c.batch_size) for _ in range(c.updates_per_iter)]
         states = [r.turn.observation for batch in batches for r in batch]
         # One batched call for the whole phase: every fresh utterance comes from the same weights.
-        fresh = sample(self.policy, self.engine, states, self.sampling, self.micro_batch_size).texts
+        fresh = sample(self.policy, self.engine, states, self.sampling, self.generation_batch).texts
         history = []
         for k, batch in enumerate(batches):
             tr = [r.transition for r in batch]
@@ -249,7 +251,7 @@ class ArCHer:
         for _ in range(a.updates_per_iter):
             states = [r.turn.observation for r in self.store.sample_turns(a.batch_size)
                       for _ in range(a.samples_per_state)]
-            gen = sample(self.policy, self.engine, states, self.sampling, self.micro_batch_size)
+            gen = sample(self.policy, self.engine, states, self.sampling, self.generation_batch)
             self.critic.eval()
             adv, adv_metrics = actor_advantages(
                 self.critic, states, gen.texts, a.normalize_advantages,
@@ -365,4 +367,4 @@ def build(cfg: Config, run: RunContext) -> ArCHer:
         ref.to(dtype=next(engine.module.parameters()).dtype)
     return ArCHer(s, policy, engine, critic, target, EpisodeStore(cfg.buffer.capacity, cfg.seed),
                   Sampling.from_config(cfg.generation), cfg.deepspeed.micro_batch_size, ref,
-                  cfg.device)
+                  cfg.device, cfg.generation.batch_size)

@@ -85,9 +85,14 @@ class GenerationConfig:
     """Nucleus sampling mass, in (0, 1]."""
     stop_on_newline: bool = True
     """End an utterance at the first newline as well as at the end-of-sequence token."""
+    batch_size: int = 64
+    """Rows per generate call when an algorithm samples many utterances at once (ArCHer's
+    fresh samples for a whole critic phase): memory is bounded by this many prompts."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = []
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
         if self.max_new_tokens < 1:
             errors.append(("max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"))
         if self.temperature < 0:
@@ -177,9 +182,9 @@ class DeepSpeedConfig:
     precision: str = "fp32"
     """fp32 or bf16 (bf16 needs a GPU that supports it)."""
     micro_batch_size: int = 32
-    """Rows (prompt + utterance) per forward/backward of every policy update, and per chunk of
-    batched generation; the micro-batches of one optimizer step are accumulated with
-    normalisers taken over the whole step, so the split does not change the update."""
+    """Rows (prompt + utterance) per forward/backward of every policy update; the micro-batches
+    of one optimizer step are accumulated with normalisers taken over the whole step, so the
+    split does not change the update."""
     backend: str = "auto"
     """torch.distributed backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo."""
 
