@@ -16,7 +16,7 @@ from archer.models.policy import Policy, Sampling
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
 from archer.rollout.envs import env_info
-from archer.rollout.seeds import episode_seeds
+from archer.rollout.seeds import episode_seeds, seed_everything
 from archer.types import Trajectory
 
 
@@ -90,6 +90,7 @@ def collect(cfg: Config, out: str | os.PathLike[str], progress: bool = True) -> 
     Task ids are drawn uniformly (seeded) from `cfg.collect.split`; an env without task ids is
     played by seed alone. Reset seeds are the run's "collect" seed stream.
     """
+    seed_everything(cfg.seed)  # a user agent drawing on the global RNGs is reproducible too
     n_envs = min(32, cfg.collect.episodes)
     envs = BatchedTextEnvs(cfg.env.id, n_envs, cfg.env.kwargs)
     try:

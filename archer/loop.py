@@ -34,6 +34,7 @@ from archer.config import Config
 from archer.errors import CheckpointError, DistributedError, NonFiniteError
 from archer.metrics import MetricsLogger, timed
 from archer.rollout.envs import env_info
+from archer.rollout.seeds import seed_everything
 
 CHECKPOINT = "checkpoint"
 LOOP_STATE = "loop_state.pt"
@@ -51,12 +52,6 @@ class LoopState:
     nonfinite: int = 0
     task_rng: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _rng_state() -> dict[str, Any]:

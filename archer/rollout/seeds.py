@@ -40,3 +40,16 @@ def episode_seed(run_seed: int, stream: str, index: int) -> int:
 def episode_seeds(run_seed: int, stream: str, n: int, start: int = 0) -> list[int]:
     """Seeds of episodes `start .. start + n - 1` of `stream`."""
     return [episode_seed(run_seed, stream, start + i) for i in range(n)]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs (which user agents and sampling without
+    per-row seeds draw from)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
