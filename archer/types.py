@@ -89,7 +89,7 @@ class Trajectory:
 
 @dataclass
 class Transition:
-    """One utterance-level step (s, a, r, s', done) as the replay buffer stores it."""
+    """One utterance-level step (s, a, r, s', done), as the episode store serves it."""
 
     observation: str
     action: str
