@@ -53,7 +53,10 @@ def policy_step(
     dropout: the scored distribution is the one that acted); `train_mode` keeps dropout on
     (BC, as a regulariser).
     """
-    parts = _chunks(len(rows), micro_batch_size)
+    # Micro-batches of rows of similar length (each is cut to its longest row); the loss is
+    # normalised over the whole step, so which rows share a micro-batch does not matter.
+    by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
+    parts = [[by_length[i] for i in part] for part in _chunks(len(rows), micro_batch_size)]
     gas = int(engine.gradient_accumulation_steps)
     if len(parts) != gas:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "

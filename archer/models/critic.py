@@ -83,6 +83,10 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # [N, H]
 
 
+ENCODE_GROUP = 12
+"""Texts per encoder forward inside one embed call (sorted by length first)."""
+
+
 class DoubleCritic(nn.Module):
     """Q1, Q2 on [E(s); E(a)] and V1, V2 on E(s) over one encoder `E`."""
 
@@ -107,6 +111,7 @@ class DoubleCritic(nn.Module):
         self.max_length = max_length
         self.frozen_encoder = frozen_encoder
         self.cache_size = cache_size
+        self.encode_group = ENCODE_GROUP
         limits = [max_length, getattr(encoder.config, "max_position_embeddings", max_length)]
         if tokenizer.model_max_length < 1_000_000:  # tokenizers without a limit report ~1e30
             limits.append(tokenizer.model_max_length)
@@ -176,9 +181,18 @@ class DoubleCritic(nn.Module):
         return batch.to(self.device)
 
     def _encode(self, texts: Sequence[str], kind: str) -> torch.Tensor:
-        batch = self.tokenize(texts, kind)
-        hidden = self.encoder(**batch).last_hidden_state  # [N, T, H]
-        return mean_pool(hidden, batch["attention_mask"])  # [N, H]
+        """Mean-pooled encodings [N, H], run in groups of texts of similar length: a group is
+        padded to its longest text only (a buffer's states run from 10 to 200+ tokens)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = []
+        for start in range(0, len(order), self.encode_group):
+            batch = self.tokenize([texts[i] for i in order[start : start + self.encode_group]],
+                                  kind)
+            hidden = self.encoder(**batch).last_hidden_state  # [g, T, H]
+            parts.append(mean_pool(hidden, batch["attention_mask"]))  # [g, H]
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(parts)[inverse.to(self.device)]  # [N, H], in the order of `texts`
 
     # ---------------------------------------------------------------- API
     def embed(self, texts: Sequence[str], kind: str = "state") -> torch.Tensor:

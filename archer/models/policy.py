@@ -246,18 +246,24 @@ class Policy:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
         self.model.eval()
-        out = Generation([], [], [])
+        prompts = [self.prompt_ids(o) for o in observations]
+        # Chunks of similar prompt lengths: a chunk is left-padded to its longest prompt, so
+        # random chunks of a buffer's states (lengths 10 to 200+) mostly compute padding.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        action_ids: list[list[int]] = [[] for _ in prompts]
+        logprobs: list[list[float]] = [[] for _ in prompts]
         step = chunk_size or max(1, len(observations))
-        for start in range(0, len(observations), step):
-            rows = slice(start, start + step)
-            ids, logprobs = self._generate_chunk(
-                [self.prompt_ids(o) for o in observations[rows]],
+        for start in range(0, len(order), step):
+            rows = order[start : start + step]
+            ids, lps = self._generate_chunk(
+                [prompts[i] for i in rows],
                 sampling,
-                None if seeds is None else seeds[rows],
+                None if seeds is None else [seeds[i] for i in rows],
                 generator,
             )
-            out.action_ids += ids
-            out.logprobs += logprobs
+            for i, row_ids, row_lps in zip(rows, ids, lps):
+                action_ids[i], logprobs[i] = row_ids, row_lps
+        out = Generation([], action_ids, logprobs)
         stops = set(self._stop_ids(sampling).tolist())
         out.texts = [  # what the env receives: the ids without their stop token, decoded
             self.tokenizer.decode(
@@ -302,9 +308,10 @@ class Policy:
             token, token_logp = self._choose(
                 logits, sampling.temperature, sampling.top_p, generator, row_generators
             )
+            token_list, logp_list = token.tolist(), token_logp.tolist()
             for row in torch.nonzero(~finished).flatten().tolist():
-                generated[row].append(int(token[row]))
-                logprobs[row].append(float(token_logp[row]))
+                generated[row].append(token_list[row])
+                logprobs[row].append(logp_list[row])
             finished |= torch.isin(token, stop_ids)
             if bool(finished.all()):
                 break

@@ -104,6 +104,20 @@ def test_empty_texts_embed_to_zero():
     assert torch.isfinite(q1).all()
 
 
+def test_embedding_does_not_depend_on_the_other_texts_of_the_call():
+    # embed sorts its texts by length and encodes them in groups of ENCODE_GROUP: 40 texts of
+    # lengths 1..40 words, shuffled, must come back in their order and equal each text alone
+    critic = tiny()
+    texts = [" ".join(WORDS[: 1 + i % len(WORDS)] * (1 + i // len(WORDS))) for i in range(40)]
+    texts = [texts[i] for i in torch.randperm(40, generator=torch.Generator().manual_seed(0))]
+    together = critic.embed(texts, "state")
+    alone = torch.cat([critic.embed([t], "state") for t in texts])
+    assert together.shape == (40, critic.encoder.config.hidden_size)
+    assert torch.allclose(together, alone, atol=1e-5)
+    together.sum().backward()  # the regrouping keeps the graph
+    assert critic.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
 def test_mean_pool_ignores_padding():
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # [1, 3, 2]
     mask = torch.tensor([[1, 1, 0]])

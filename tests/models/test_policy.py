@@ -164,13 +164,16 @@ def test_long_history_gives_one_prompt_for_acting_and_scoring(policy):
     recorder = Recorder(policy.model)
     actor = Policy(recorder, policy.tokenizer, max_context_tokens=256, reserve=32)
     gen = actor.generate([obs, "Questions:\n"], Sampling(max_new_tokens=32), seeds=[1, 2])
-    seen = recorder.first_rows  # the prompts the prefill was given
+    seen = recorder.first_rows  # the prompts the prefill was given (shortest first)
     batch = policy.batch([obs, "Questions:\n"], gen.action_ids)
-    for row, prompt in enumerate(seen):
+    scored = []
+    for row in range(2):
         kept = batch.input_ids[row][batch.attention_mask[row].bool()].tolist()
-        assert kept[: len(kept) - len(gen.action_ids[row])] == prompt
-    assert len(seen[0]) == 256 - 32  # room = max_context_tokens - reserve
-    assert seen[0][: len(policy.encode_prompt(header))] == policy.encode_prompt(header)
+        scored.append(kept[: len(kept) - len(gen.action_ids[row])])
+    assert sorted(scored, key=len) == seen
+    long_prompt = scored[0]
+    assert len(long_prompt) == 256 - 32  # room = max_context_tokens - reserve
+    assert long_prompt[: len(policy.encode_prompt(header))] == policy.encode_prompt(header)
     assert batch.input_ids.shape[1] <= policy.max_context_tokens
 
 
