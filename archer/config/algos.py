@@ -28,7 +28,7 @@ class TDCriticConfig:
     micro_batch_size: int = 64
     """Transitions per critic forward/backward; the micro-batches of a step are accumulated as
     one mean, so memory is bounded without changing the step."""
-    updates_per_iter: int = 20
+    updates_per_iter: int = 10
     """Critic steps per iteration (the paper: 50)."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables."""
