@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from archer import algorithms, checkpoint
 from archer.algorithms.api import Acting, Algorithm, RunContext
-from archer.config import Config
+from archer.config import Config, ConfigError
 from archer.errors import CheckpointError, DistributedError, NonFiniteError
 from archer.metrics import MetricsLogger, timed
 from archer.rollout.envs import env_info
@@ -180,6 +180,10 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
         state = _load(checkpoint.resolve(ckpt), cfg, algo, task_rng, log)
     online = algo.data == "online"
     train_tasks = info.tasks(cfg.rollout.split) if online else None
+    if online and cfg.rollout.group_size > 1 and not train_tasks:
+        raise ConfigError(f"rollout.group_size={cfg.rollout.group_size} plays each task id "
+                          f"several times, but {cfg.env.id} has no task ids (its episodes are "
+                          "drawn by seed): use rollout.group_size=1 (reinforce.baseline=running)")
     if online and init is None:
         raise CheckpointError(f"algo={cfg.algo} collects online and needs a starting policy")
     collector = _open_collector(cfg, algo.acting(), init) if online and init else None
@@ -249,9 +253,10 @@ def _collect(collector: Any, cfg: Config, state: LoopState, task_rng: np.random.
              train_tasks: list[str] | None) -> list:
     from archer.rollout.seeds import episode_seed
 
-    n = cfg.rollout.episodes_per_iter
-    if train_tasks:
-        tasks: list[str | None] = [train_tasks[int(i)] for i in task_rng.integers(len(train_tasks), size=n)]
+    n, k = cfg.rollout.episodes_per_iter, cfg.rollout.group_size
+    if train_tasks:  # n / k task ids, each played k times (a group)
+        drawn = task_rng.integers(len(train_tasks), size=n // k)
+        tasks: list[str | None] = [train_tasks[int(i)] for i in drawn for _ in range(k)]
     else:  # an env without task ids: the episode seed picks the episode
         tasks = [None] * n
     # Episode seeds are unique over the run and disjoint from evaluation's.

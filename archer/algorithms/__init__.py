@@ -19,12 +19,18 @@ if TYPE_CHECKING:
 ALGORITHMS: dict[str, str] = {
     "archer": "archer.algorithms.archer",
     "bc": "archer.algorithms.bc",
+    "reinforce": "archer.algorithms.reinforce",
+    "filtered_bc": "archer.algorithms.filtered_bc",
+    "ppo": "archer.algorithms.ppo",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
 SUMMARIES: dict[str, str] = {
     "archer": "online, replay: utterance-level double critic + token-level actor (REINFORCE or PPO)",
     "bc": "offline: token NLL on a dataset's agent utterances (SFT; also the warm start)",
+    "reinforce": "online, on-policy: trajectory-level REINFORCE / GRPO (single-turn RL, no critic)",
+    "filtered_bc": "online: token NLL on the episodes at or above a return percentile so far",
+    "ppo": "online, on-policy: token-level PPO with a token value model and GAE over agent tokens",
 }
 """One line per algorithm for `archer algos`."""
 

@@ -44,12 +44,13 @@ def ppo_clip_loss(
 ) -> tuple[torch.Tensor, Metrics]:
     """- (1/n) sum_tokens min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = pi / pi_old per token.
 
-    old_logp are the behaviour log-probs (stored when the tokens were sampled); advantages [B]
-    are shared by a row's tokens. A token whose ratio is clipped on the side the advantage
-    pushes gets no gradient.
+    old_logp are the behaviour log-probs (stored when the tokens were sampled); advantages are
+    [B] (shared by a row's tokens) or [B, T] (one per token). A token whose ratio is clipped on
+    the side the advantage pushes gets no gradient.
     """
     ratio = torch.exp(token_logp - old_logp.detach())  # [B, T]
-    adv = advantages.detach()[:, None]  # [B, 1]
+    adv = advantages.detach()
+    adv = adv[:, None] if adv.dim() == 1 else adv  # [B, 1] or [B, T]
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)  # [B, T]
     loss = -(surrogate * mask).sum() / n_tokens
     clipped = ((ratio - 1).abs() > clip_eps).float() * mask  # [B, T]
@@ -69,3 +70,19 @@ def kl_k3(
     k3 = torch.exp(d) - d - 1.0  # [B, T]
     kl = (k3 * mask).sum() / n_tokens
     return kl, {f"{prefix}/kl_ref": float(kl.detach())}
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+    clip: float, n_tokens: float, prefix: str = "value",
+) -> tuple[torch.Tensor, Metrics]:
+    """(1/n) sum_tokens 0.5 max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2), all [B, T];
+    clip = 0 drops the clipped term (plain 0.5 (V - R)^2)."""
+    returns, old_values = returns.detach(), old_values.detach()
+    err = (values - returns) ** 2  # [B, T]
+    if clip > 0:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        err = torch.maximum(err, (clipped - returns) ** 2)
+    loss = 0.5 * (err * mask).sum() / n_tokens
+    return loss, {f"{prefix}/loss": float(loss.detach()),
+                  f"{prefix}/mean": float(((values * mask).sum() / n_tokens).detach())}

@@ -20,6 +20,7 @@ import torch
 
 from archer.algorithms.losses import kl_k3
 from archer.models.policy import Generation, Policy, Sampling, TokenBatch
+from archer.types import Trajectory
 
 Metrics = dict[str, float]
 PolicyLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
@@ -36,28 +37,62 @@ def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: S
                                seeds=None if seeds is None else list(seeds), chunk_size=chunk_size)
 
 
+def turn_rows(policy: Policy, episodes: list[Trajectory], behaviour: bool = False,
+              ) -> tuple[TokenBatch, list[int]]:
+    """Every agent turn of `episodes` as one row (its prompt + the ids it sampled, with their
+    stored log-probs when `behaviour`), in episode then turn order, and each row's episode."""
+    obs, ids, logps, owner = [], [], [], []
+    for e, traj in enumerate(episodes):
+        if traj.tokenizer not in (None, policy.fingerprint):
+            raise ValueError(f"episode {traj.task_id!r} was sampled with tokenizer "
+                             f"{traj.tokenizer}, the policy's is {policy.fingerprint}")
+        for turn in traj.turns:
+            if not turn.action_ids:
+                raise ValueError(f"a turn of episode {traj.task_id!r} has no sampled ids: "
+                                 "online episodes must come from the policy")
+            obs.append(turn.observation)
+            if behaviour and not turn.logprobs:
+                raise ValueError(f"a turn of episode {traj.task_id!r} has no stored log-probs")
+            ids.append(list(turn.action_ids))
+            logps.append(list(turn.logprobs or []))
+            owner.append(e)
+    return policy.batch(obs, ids, logps if behaviour else None), owner
+
+
 def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
+def _parts(n: int, count: int) -> list[list[int]]:
+    """0..n-1 in `count` consecutive parts whose sizes differ by at most one."""
+    bounds = [n * k // count for k in range(count + 1)]
+    return [list(range(bounds[k], bounds[k + 1])) for k in range(count)]
+
+
 def policy_step(
-    engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *, micro_batch_size: int,
-    temperature: float = 1.0, ref: torch.nn.Module | None = None, kl_coef: float = 0.0,
+    engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *,
+    micro_batch_size: int | None, temperature: float = 1.0, ref: torch.nn.Module | None = None, kl_coef: float = 0.0,
     prefix: str = "actor", train_mode: bool = False,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`) over `rows`.
 
     The engine averages the gradients of its `gradient_accumulation_steps` micro-batches, so
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
-    `rows` must split into exactly that many micro-batches. RL steps score in eval mode (no
+    `rows` must split into exactly that many micro-batches of `micro_batch_size`; with None
+    they are split into that many near-equal parts (steps whose row count varies, e.g. the
+    turns of a set of episodes). RL steps score in eval mode (no
     dropout: the scored distribution is the one that acted); `train_mode` keeps dropout on
     (BC, as a regulariser).
     """
     # Micro-batches of rows of similar length (each is cut to its longest row); the loss is
     # normalised over the whole step, so which rows share a micro-batch does not matter.
     by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
-    parts = [[by_length[i] for i in part] for part in _chunks(len(rows), micro_batch_size)]
     gas = int(engine.gradient_accumulation_steps)
+    if micro_batch_size is None and len(rows) < gas:
+        raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches")
+    split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
+             else _parts(len(rows), gas))
+    parts = [[by_length[i] for i in part] for part in split]
     if len(parts) != gas:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "
                          f"{len(parts)} micro-batches, but the engine accumulates {gas}")
@@ -148,3 +183,32 @@ def critic_step(
     sums["critic/grad_norm"] = float(norm)
     optimizer.step()
     return {**sums, "critic/skipped": 0.0}
+
+
+def module_step(
+    module: torch.nn.Module, optimizer: torch.optim.Optimizer, parts: Sequence[Any],
+    loss: Callable[[Any], tuple[torch.Tensor, Metrics]], *, grad_clip: float, prefix: str,
+) -> Metrics:
+    """One optimizer step of a plain torch module (a value model) over micro-batches `parts`:
+    `loss(part)` returns that part's share of the step's loss (normalised over the whole step),
+    so the accumulated gradient is the step's. A non-finite loss skips the step."""
+    optimizer.zero_grad(set_to_none=True)
+    module.train()
+    sums: Metrics = {}
+    try:
+        for part in parts:
+            value, m = loss(part)
+            if not math.isfinite(float(value.detach())):
+                optimizer.zero_grad(set_to_none=True)
+                warnings.warn(f"non-finite {prefix} loss: step skipped", RuntimeWarning,
+                              stacklevel=2)
+                return {**sums, f"{prefix}/skipped": 1.0}
+            value.backward()
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v
+    finally:
+        module.eval()
+    params = [p for p in module.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    return {**sums, f"{prefix}/grad_norm": float(norm), f"{prefix}/skipped": 0.0}

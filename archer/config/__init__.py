@@ -21,7 +21,15 @@ from typing import Any, get_type_hints
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from archer.config.algos import ArcherConfig, BCConfig, PGActorConfig, TDCriticConfig
+from archer.config.algos import (
+    ArcherConfig,
+    BCConfig,
+    FilteredBCConfig,
+    PGActorConfig,
+    ReinforceConfig,
+    TDCriticConfig,
+    TokenPPOConfig,
+)
 from archer.config.sections import (
     Q_INPUTS,
     BufferConfig,
@@ -41,7 +49,8 @@ from archer.config.sections import (
 __all__ = [
     "MOVED", "Q_INPUTS", "ArcherConfig", "BCConfig", "BufferConfig", "CollectConfig", "Config",
     "ConfigError", "CriticConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
-    "GenerationConfig", "ModelConfig", "PGActorConfig", "RolloutConfig", "TDCriticConfig",
+    "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "ReinforceConfig",
+    "RolloutConfig", "TDCriticConfig", "TokenPPOConfig",
     "TrainConfig", "load_config", "to_yaml",
 ]
 
@@ -84,6 +93,12 @@ class Config:
     """algo=archer: ArCHer's critic and actor schedule."""
     bc: BCConfig = field(default_factory=BCConfig)
     """algo=bc, and the warm start of every online run."""
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
+    """algo=reinforce: trajectory-level REINFORCE / GRPO."""
+    filtered_bc: FilteredBCConfig = field(default_factory=FilteredBCConfig)
+    """algo=filtered_bc: NLL on the best episodes so far."""
+    ppo: TokenPPOConfig = field(default_factory=TokenPPOConfig)
+    """algo=ppo: token-level PPO (the single-turn RL baseline of the ArCHer paper)."""
 
     def __post_init__(self) -> None:
         errors = []
@@ -106,6 +121,17 @@ class Config:
                            "rollout.num_workers=0"))
         if self.algo == "archer":
             errors += self._check_archer()
+        if (self.algo == "reinforce" and self.reinforce.baseline in ("group", "loo")
+                and self.rollout.group_size < 2):
+            errors.append(("rollout.group_size", f"must be >= 2 for reinforce.baseline="
+                           f"{self.reinforce.baseline} (a group of one has no baseline: "
+                           "play each task id k times per iteration, or use baseline=running)"))
+        if self.algo == "reinforce" and (
+                self.rollout.episodes_per_iter // self.rollout.group_size
+                < self.reinforce.minibatches):
+            errors.append(("reinforce.minibatches", "must be <= the groups per iteration "
+                           "(rollout.episodes_per_iter / rollout.group_size), got "
+                           f"{self.reinforce.minibatches}"))
         if self.algo == "bc" and self.data.path is None:
             errors.append(("data.path", "algo=bc learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))

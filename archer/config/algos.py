@@ -197,3 +197,137 @@ class BCConfig:
         if self.warmup_steps < 0:
             errors.append(("warmup_steps", f"must be >= 0, got {self.warmup_steps}"))
         return errors
+
+
+@dataclass
+class ReinforceConfig:
+    """Trajectory-level REINFORCE / GRPO: the whole episode's utterances are one response with
+    the episode's return (single-turn RL, no critic)."""
+
+    lr: float = 1e-4
+    """AdamW learning rate (the same default as archer.actor.lr)."""
+    baseline: str = "group"
+    """group: (R - mean) / std over this iteration's episodes of the same task id (GRPO;
+    needs rollout.group_size >= 2); loo: R minus the mean of the other episodes of its task id
+    (RLOO; group_size >= 2); running: R minus an exponential moving average of the returns of
+    earlier iterations (any env, group_size 1 is fine)."""
+    scale_by_std: bool = True
+    """group only: divide by the group's standard deviation (GRPO); false keeps R - mean
+    (Dr. GRPO's choice)."""
+    running_decay: float = 0.9
+    """running only: b <- decay * b + (1 - decay) * mean(R of the iteration), after the update."""
+    normalize: str = "episodes"
+    """The loss normaliser of a step: episodes (each episode's summed log-prob weighs the same,
+    the REINFORCE estimator) or tokens (a mean over all agent tokens of the step, as GRPO
+    implementations do; long episodes weigh more)."""
+    minibatches: int = 1
+    """Optimizer steps per iteration, each on an equal share of the iteration's episodes (the
+    later ones are slightly off-policy: no ratio corrects them)."""
+    micro_batches: int = 4
+    """Forward/backward passes per step (the engine's accumulation): a step's turns, however
+    many, are split into this many near-equal parts. Raise it to bound memory."""
+    kl_coef: float = 1.0
+    """Weight of the k3 KL penalty to the frozen starting policy (as archer.actor.kl_coef);
+    0 disables it."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("baseline", self.baseline, ("group", "loo", "running"))
+        errors += _choice("normalize", self.normalize, ("episodes", "tokens"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if not 0.0 <= self.running_decay < 1.0:
+            errors.append(("running_decay", f"must be in [0, 1), got {self.running_decay}"))
+        for key in ("minibatches", "micro_batches"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.kl_coef < 0:
+            errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
+class FilteredBCConfig:
+    """Filtered BC: NLL on the agent utterances of the best episodes collected so far."""
+
+    percentile: float = 90.0
+    """Keep the episodes whose return is at or above this percentile of all episodes so far."""
+    lr: float = 1e-4
+    """AdamW learning rate."""
+    batch_size: int = 32
+    """Agent turns per optimizer step, drawn uniformly from the kept episodes' turns."""
+    updates_per_iter: int = 4
+    """Optimizer steps per iteration."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not 0.0 <= self.percentile <= 100.0:
+            errors.append(("percentile", f"must be in [0, 100], got {self.percentile}"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        if self.updates_per_iter < 0:
+            errors.append(("updates_per_iter", f"must be >= 0, got {self.updates_per_iter}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
+class TokenPPOConfig:
+    """Token-level PPO: every agent token is an action, GAE over agent tokens only."""
+
+    lr: float = 1e-4
+    """Policy AdamW learning rate (as archer.actor.lr)."""
+    value_lr: float = 1e-4
+    """Value model AdamW learning rate."""
+    value_model: str = "separate"
+    """separate: the value model is a copy of the starting policy's transformer with a scalar
+    head, trained by its own optimizer (the usual RLHF choice)."""
+    gamma: float = 1.0
+    """Discount per agent token."""
+    lam: float = 0.95
+    """GAE lambda."""
+    epochs: int = 4
+    """Passes over the iteration's turns (then they are dropped: strictly on-policy)."""
+    minibatches: int = 2
+    """Optimizer steps per pass (policy and value each), over a fresh permutation of turns."""
+    micro_batches: int = 4
+    """Forward/backward passes per step: a minibatch's turns split into this many parts."""
+    clip_eps: float = 0.2
+    """Policy ratio clip range."""
+    value_clip: float = 0.2
+    """Value clip range around the values at collection time; 0 disables value clipping."""
+    normalize_advantages: bool = True
+    """Whiten the token advantages over the iteration's agent tokens."""
+    kl_coef: float = 1.0
+    """k3 KL penalty to the frozen starting policy (as archer.actor.kl_coef); 0 disables."""
+    grad_clip: float = 1.0
+    """Max global grad norm for the policy and for the value model; 0 disables."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("value_model", self.value_model, ("separate",))
+        for key in ("lr", "value_lr"):
+            if not getattr(self, key) > 0:
+                errors.append((key, f"must be > 0, got {getattr(self, key)}"))
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                errors.append((key, f"must be in [0, 1], got {getattr(self, key)}"))
+        for key in ("epochs", "minibatches", "micro_batches"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if not 0 < self.clip_eps < 1:
+            errors.append(("clip_eps", f"must be in (0, 1), got {self.clip_eps}"))
+        if self.value_clip < 0:
+            errors.append(("value_clip", f"must be >= 0 (0 disables), got {self.value_clip}"))
+        if self.kl_coef < 0:
+            errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors

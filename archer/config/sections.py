@@ -140,6 +140,10 @@ class RolloutConfig:
     chunk_timeout_s: float = 900.0
     """Seconds one worker may spend on one chunk of episodes before it counts as hung and is
     killed and replaced (its chunk played again); 0 waits forever."""
+    group_size: int = 1
+    """Episodes played per task id in an iteration (episodes_per_iter / group_size task ids are
+    drawn, each played this many times with different episode seeds): the groups of GRPO-style
+    baselines. > 1 needs an env with task ids."""
     num_cpus_per_worker: float = 1.0
     """CPUs Ray reserves for each rollout worker."""
     num_gpus_per_worker: float = 0.0
@@ -148,9 +152,12 @@ class RolloutConfig:
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("split", self.split, ("train", "eval", "all"))
-        for key in ("episodes_per_iter", "envs_per_worker"):
+        for key in ("episodes_per_iter", "envs_per_worker", "group_size"):
             if getattr(self, key) < 1:
                 errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.group_size >= 1 and self.episodes_per_iter % self.group_size:
+            errors.append(("group_size", f"must divide episodes_per_iter "
+                                         f"({self.episodes_per_iter}), got {self.group_size}"))
         if self.num_workers < 0:
             errors.append(("num_workers", f"must be >= 0 (0 = in-process), got {self.num_workers}"))
         if self.max_restarts < 0:

@@ -22,6 +22,12 @@ PER_ALGO = {
                "archer.actor.batch_size=4", "archer.actor.samples_per_state=2",
                "archer.actor.kl_coef=0.1"],
     "bc": ["bc.batch_size=64"],
+    "reinforce": ["rollout.episodes_per_iter=8", "rollout.group_size=2",
+                  "reinforce.micro_batches=2", "reinforce.kl_coef=0.1"],
+    "ppo": ["rollout.episodes_per_iter=8", "ppo.micro_batches=2", "ppo.minibatches=1",
+            "ppo.epochs=1", "ppo.kl_coef=0.1"],
+    "filtered_bc": ["filtered_bc.batch_size=8", "filtered_bc.updates_per_iter=1",
+                    "filtered_bc.percentile=0"],
 }
 
 
@@ -56,6 +62,9 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_pa
     frozen = {}
     if name == "archer":
         owned["critic"] = algo.critic
+    if name == "ppo":
+        owned["value"] = algo.value
+    if name in ("archer", "reinforce", "ppo"):
         frozen["reference"] = algo.ref
     before = {k: trainable(m) for k, m in owned.items()}
     frozen_before = {k: {n: p.clone() for n, p in m.state_dict().items()} for k, m in frozen.items()}
@@ -65,8 +74,13 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_pa
     new = []
     if algo.data == "online":
         collector = InProcessCollector(cfg, algo.acting().policy)
-        new = collector.collect([None] * 8, episode_seeds(0, "train", 8))
+        # four task ids played twice each: the groups of a group baseline
+        new = collector.collect([str(i // 2) for i in range(8)], episode_seeds(0, "train", 8))
         collector.close()
+        # Rewards 1, 0, 1, 0, ... on the sampled episodes, so a return-weighted method has a
+        # signal even when a one-epoch start never says exactly "yes".
+        for i, traj in enumerate(new):
+            traj.turns[-1].reward = float(i % 2 == 0)
     metrics = algo.learn(new, iteration=0)
 
     for k, module in owned.items():
