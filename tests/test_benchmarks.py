@@ -74,3 +74,15 @@ def test_archer_memory_benchmark_runs():
     assert out.returncode == 0, out.stderr[-3000:]
     row = [line for line in out.stdout.splitlines() if line.startswith("| tiny")]
     assert len(row) == 1 and float(row[0].split("|")[5]) > 0
+
+
+def test_critic_phase_benchmark_runs():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "critic_phase.py"), "--quick", "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 6 and all(float(r.strip("|").split("|")[1]) > 0 for r in rows), rows
+    assert "length-sorted groups of 16" in rows[-1]

@@ -83,7 +83,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # [N, H]
 
 
-ENCODE_GROUP = 12
+ENCODE_GROUP = 16
 """Texts per encoder forward inside one embed call (sorted by length first)."""
 
 

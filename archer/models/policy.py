@@ -261,7 +261,7 @@ class Policy:
                 None if seeds is None else [seeds[i] for i in rows],
                 generator,
             )
-            for i, row_ids, row_lps in zip(rows, ids, lps):
+            for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
         out = Generation([], action_ids, logprobs)
         stops = set(self._stop_ids(sampling).tolist())
