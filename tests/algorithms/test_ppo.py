@@ -9,9 +9,7 @@ from archer import loop
 from archer.algorithms.losses import clipped_value_loss, ppo_clip_loss
 from archer.algorithms.ppo import TokenValueModel, token_gae
 from archer.config import load_config
-from archer.evaluation import collect
 from archer.models.policy import Policy
-from archer.warm_start import train_bc
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -97,21 +95,6 @@ def test_value_model_lines_up_with_the_action_tokens(tmp_path):
 
 
 # --------------------------------------------------------------------- learnability
-@pytest.fixture(scope="module")
-def coin_start(tmp_path_factory):
-    starts = {}
-    for env, epochs in (("SayYes-v0", 20), ("SayYesThrice-v0", 10)):
-        tmp = tmp_path_factory.mktemp(env)
-        cfg = load_config(overrides=[f"env.id=user_envs:{env}",
-                                     "collect.agent=user_envs:coin_agent", "collect.episodes=200",
-                                     f"bc.epochs={epochs}", "model.vocab_size=300",
-                                     "model.max_context_tokens=64", "generation.max_new_tokens=4",
-                                     f"output_dir={tmp}"])
-        collect(cfg, tmp / "d.jsonl", progress=False)
-        starts[env] = train_bc(cfg, tmp / "d.jsonl", tmp / "sft", **QUIET)["policy"]
-    return starts
-
-
 def _overrides(tmp, init, env, iterations):
     return [
         f"env.id=user_envs:{env}", f"output_dir={tmp}", f"train.init_policy={init}",

@@ -15,10 +15,8 @@ from archer.algorithms.reinforce import (
 )
 from archer.algorithms.updates import turn_rows
 from archer.config import ConfigError, load_config
-from archer.evaluation import collect
 from archer.models.policy import Policy, Sampling
 from archer.types import Trajectory, Turn
-from archer.warm_start import train_bc
 
 QUIET = {"progress": False, "log": lambda *_: None}
 KEYS = ["a", "a", "b", "b", "b"]
@@ -117,22 +115,6 @@ def _overrides(tmp, init, env):
         "deepspeed.micro_batch_size=8", "train.eval_every=0", "train.tensorboard=false",
         "eval.episodes=64", "buffer.capacity=2000",
     ]
-
-
-@pytest.fixture(scope="module")
-def coin_start(tmp_path_factory):
-    """Tiny policies cloned from a coin-flipping agent, on the one- and three-turn envs."""
-    starts = {}
-    for env, epochs in (("SayYes-v0", 20), ("SayYesThrice-v0", 10)):
-        tmp = tmp_path_factory.mktemp(env)
-        cfg = load_config(overrides=[f"env.id=user_envs:{env}",
-                                     "collect.agent=user_envs:coin_agent", "collect.episodes=200",
-                                     f"bc.epochs={epochs}", "model.vocab_size=300",
-                                     "model.max_context_tokens=64", "generation.max_new_tokens=4",
-                                     f"output_dir={tmp}"])
-        collect(cfg, tmp / "d.jsonl", progress=False)
-        starts[env] = train_bc(cfg, tmp / "d.jsonl", tmp / "sft", **QUIET)["policy"]
-    return starts
 
 
 @pytest.mark.parametrize("env,variant,iterations", [
