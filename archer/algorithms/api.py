@@ -9,12 +9,16 @@ algorithm knows nothing about Ray.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    import torch
+
+    from archer.config import Config
     from archer.models.policy import Policy
     from archer.types import Trajectory
 
@@ -82,3 +86,45 @@ def save_policy(policy: Policy, engine: Any, directory: Path) -> None:
     with engine.gathered_parameters():
         policy.save_pretrained(directory / "policy")
     engine.save_checkpoint(directory / "engine")
+
+
+def start_policy(cfg: Config, run: RunContext, method: str, *, lr: float, batch_size: int,
+                 grad_clip: float, kl_coef: float = 0.0,
+                 ) -> tuple[Policy, Any, torch.nn.Module | None]:
+    """The policy at `run.init_policy` trained inside an actor engine (`cfg.deepspeed`, rows of
+    `batch_size` per optimizer step), in eval mode (no dropout: scoring must match acting),
+    and, when `kl_coef > 0`, a frozen copy of the starting weights as the KL reference, in
+    the engine's precision."""
+    from archer.distributed.engine import build_actor_engine
+    from archer.models.policy import Policy
+
+    if run.init_policy is None:
+        raise ValueError(f"{method} starts from a policy: the loop passes the warm start")
+    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
+                                    reserve=cfg.generation.max_new_tokens)
+    ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if kl_coef > 0 else None
+    engine = build_actor_engine(policy.model, cfg.deepspeed, lr=lr, batch_size=batch_size,
+                                grad_clip=grad_clip, device=cfg.device)
+    policy.model = engine.module
+    policy.model.eval()
+    if ref is not None:  # bf16 under deepspeed.precision=bf16
+        ref.to(dtype=next(engine.module.parameters()).dtype)
+    return policy, engine, ref
+
+
+def save_reference(ref: torch.nn.Module | None, directory: Path) -> None:
+    """The KL anchor (the run's starting policy) at `directory / "reference_policy"`."""
+    if ref is not None:
+        ref.save_pretrained(directory / "reference_policy")
+
+
+def load_reference(ref: torch.nn.Module | None, directory: Path, device: Any,
+                   ) -> torch.nn.Module | None:
+    """The KL reference saved by `save_reference`, frozen on `device`; `ref` itself when the
+    algorithm keeps none or the checkpoint has none."""
+    if ref is None or not (directory / "reference_policy").is_dir():
+        return ref
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(directory / "reference_policy"))
+    return loaded.to(device).eval().requires_grad_(False)

@@ -22,7 +22,6 @@ by `archer.distributed.engine`, imported when `build` runs).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
+from archer.algorithms.api import (
+    Acting,
+    RunContext,
+    engine_acting,
+    load_reference,
+    save_policy,
+    save_reference,
+    start_policy,
+)
 from archer.algorithms.losses import ppo_clip_loss, weighted_logp_loss
 from archer.algorithms.updates import critic_step, policy_step, sample
 from archer.buffer.store import EpisodeStore
@@ -306,8 +313,7 @@ class ArCHer:
     # --------------------------------------------------------------------- save, load
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
-        if self.ref is not None:  # the KL anchor stays the run's starting policy
-            self.ref.save_pretrained(directory / "reference_policy")
+        save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
         self.critic.save_pretrained(directory / "critic")
         self.target.save_pretrained(directory / "target_critic")
         torch.save(self.critic_opt.state_dict(), directory / "critic_optimizer.pt")
@@ -335,36 +341,19 @@ class ArCHer:
         # an adaptive weight continues; a fixed one follows the config
         self.kl_coef = float(state["kl_coef"]) if self.s.actor.target_kl > 0 else (
             self.s.actor.kl_coef)
-        if self.ref is not None and (directory / "reference_policy").is_dir():
-            from transformers import AutoModelForCausalLM
-
-            self.ref = AutoModelForCausalLM.from_pretrained(str(directory / "reference_policy"))
-            self.ref.to(self.device).eval().requires_grad_(False)
+        self.ref = load_reference(self.ref, directory, self.device)
 
 
 def build(cfg: Config, run: RunContext) -> ArCHer:
     """ArCHer from `cfg.archer` (the schedule), `cfg.critic` (the critic model) and the policy
     at `run.init_policy`. On resume the reference policy is read back by `load`."""
-    from archer.distributed.engine import build_actor_engine
-
     s = cfg.archer
-    if run.init_policy is None:
-        raise ValueError("ArCHer starts from a policy: the loop passes the warm start")
-    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
-                                    reserve=cfg.generation.max_new_tokens)
-    ref = None
-    if s.actor.kl_coef > 0:  # the KL anchor is the run's starting policy
-        ref = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    policy, engine, ref = start_policy(cfg, run, "ArCHer", lr=s.actor.lr,
+                                       batch_size=s.actor.rows_per_step,
+                                       grad_clip=s.actor.grad_clip, kl_coef=s.actor.kl_coef)
     critic = build_critic(cfg.critic, run.corpus or None, cfg.device, cfg.seed)
     target = make_target(critic)
     critic.eval()
-    engine = build_actor_engine(policy.model, cfg.deepspeed, lr=s.actor.lr,
-                                batch_size=s.actor.rows_per_step, grad_clip=s.actor.grad_clip,
-                                device=cfg.device)
-    policy.model = engine.module
-    policy.model.eval()  # no dropout: scoring must match acting
-    if ref is not None:  # the same precision as the policy (bf16 under deepspeed.precision=bf16)
-        ref.to(dtype=next(engine.module.parameters()).dtype)
     return ArCHer(s, policy, engine, critic, target, EpisodeStore(cfg.buffer.capacity, cfg.seed),
                   Sampling.from_config(cfg.generation), cfg.deepspeed.micro_batch_size, ref,
                   cfg.device, cfg.generation.batch_size)

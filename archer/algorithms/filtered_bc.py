@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
+from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy, start_policy
 from archer.algorithms.bc import Example, turn_examples
 from archer.algorithms.losses import nll_loss
 from archer.algorithms.updates import policy_step
@@ -107,16 +107,8 @@ class FilteredBC:
 def build(cfg: Config, run: RunContext) -> FilteredBC:
     """Filtered BC from `cfg.filtered_bc`, the policy at `run.init_policy` and a store of
     `buffer.capacity` turns."""
-    from archer.distributed.engine import build_actor_engine
-
     s = cfg.filtered_bc
-    if run.init_policy is None:
-        raise ValueError("filtered BC starts from a policy: the loop passes the warm start")
-    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
-                                    reserve=cfg.generation.max_new_tokens)
-    engine = build_actor_engine(policy.model, cfg.deepspeed, lr=s.lr, batch_size=s.batch_size,
-                                grad_clip=s.grad_clip, device=cfg.device)
-    policy.model = engine.module
-    policy.model.eval()
+    policy, engine, _ = start_policy(cfg, run, "filtered BC", lr=s.lr, batch_size=s.batch_size,
+                                     grad_clip=s.grad_clip)
     return FilteredBC(s, policy, engine, EpisodeStore(cfg.buffer.capacity, cfg.seed),
                       cfg.deepspeed.micro_batch_size, cfg.seed)

@@ -17,7 +17,6 @@ Strictly on-policy: an iteration's turns are used for `epochs` passes of `miniba
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
+from archer.algorithms.api import (
+    Acting,
+    RunContext,
+    engine_acting,
+    load_reference,
+    save_policy,
+    save_reference,
+    start_policy,
+)
 from archer.algorithms.losses import clipped_value_loss, ppo_clip_loss
 from archer.algorithms.updates import _parts, module_step, policy_step, turn_rows
 from archer.config import TokenPPOConfig
@@ -215,8 +222,7 @@ class TokenPPO:
 
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
-        if self.ref is not None:
-            self.ref.save_pretrained(directory / "reference_policy")
+        save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
         (directory / "value").mkdir(parents=True, exist_ok=True)
         self.value.save_pretrained(directory / "value")
         torch.save({"optimizer": self.value_opt.state_dict(), "rng": self.rng.get_state()},
@@ -237,11 +243,7 @@ class TokenPPO:
             raise CheckpointError(f"cannot resume PPO from {directory}: {err}") from None
         self.policy.model = self.engine.module
         self.policy.model.eval()
-        if self.ref is not None and (directory / "reference_policy").is_dir():
-            from transformers import AutoModelForCausalLM
-
-            self.ref = AutoModelForCausalLM.from_pretrained(str(directory / "reference_policy"))
-            self.ref.to(self.device).eval().requires_grad_(False)
+        self.ref = load_reference(self.ref, directory, self.device)
 
 
 def build(cfg: Config, run: RunContext) -> TokenPPO:
@@ -249,22 +251,10 @@ def build(cfg: Config, run: RunContext) -> TokenPPO:
     policy's transformer (loaded without its LM head) with a near-zero scalar head."""
     from transformers import AutoModel
 
-    from archer.distributed.engine import build_actor_engine
-
     s = cfg.ppo
-    if run.init_policy is None:
-        raise ValueError("PPO starts from a policy: the loop passes the warm start")
-    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
-                                    reserve=cfg.generation.max_new_tokens)
-    ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if s.kl_coef > 0 else None
+    policy, engine, ref = start_policy(
+        cfg, run, "PPO", lr=s.lr, batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches,
+        grad_clip=s.grad_clip, kl_coef=s.kl_coef)
     value = TokenValueModel(AutoModel.from_pretrained(str(run.init_policy))).to(cfg.device).eval()
-    engine = build_actor_engine(
-        policy.model, cfg.deepspeed, lr=s.lr,
-        batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches, grad_clip=s.grad_clip,
-        device=cfg.device)
-    policy.model = engine.module
-    policy.model.eval()
-    if ref is not None:
-        ref.to(dtype=next(engine.module.parameters()).dtype)
     return TokenPPO(s, policy, engine, value, ref, cfg.generation.temperature, cfg.seed,
                     cfg.device)

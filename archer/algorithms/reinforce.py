@@ -16,7 +16,6 @@ are used for `minibatches` steps, then dropped.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
+from archer.algorithms.api import (
+    Acting,
+    RunContext,
+    engine_acting,
+    load_reference,
+    save_policy,
+    save_reference,
+    start_policy,
+)
 from archer.algorithms.losses import weighted_logp_loss
 from archer.algorithms.updates import policy_step, turn_rows
 from archer.config import ReinforceConfig
@@ -153,8 +160,7 @@ class Reinforce:
 
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
-        if self.ref is not None:
-            self.ref.save_pretrained(directory / "reference_policy")
+        save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
         (directory / "reinforce_state.json").write_text(json.dumps(
             {"baseline": self.baseline, "version": self.version}))
         torch.save(self.rng.get_state(), directory / "reinforce_rng.pt")
@@ -169,30 +175,14 @@ class Reinforce:
         self.baseline, self.version = state["baseline"], int(state["version"])
         self.policy.model = self.engine.module
         self.policy.model.eval()
-        if self.ref is not None and (directory / "reference_policy").is_dir():
-            from transformers import AutoModelForCausalLM
-
-            self.ref = AutoModelForCausalLM.from_pretrained(str(directory / "reference_policy"))
-            self.ref.to(self.policy.device).eval().requires_grad_(False)
+        self.ref = load_reference(self.ref, directory, self.policy.device)
 
 
 def build(cfg: Config, run: RunContext) -> Reinforce:
     """REINFORCE from `cfg.reinforce` and the policy at `run.init_policy` (the warm start).
     Its engine accumulates `reinforce.micro_batches` parts per step."""
-    from archer.distributed.engine import build_actor_engine
-
     s = cfg.reinforce
-    if run.init_policy is None:
-        raise ValueError("REINFORCE starts from a policy: the loop passes the warm start")
-    policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
-                                    reserve=cfg.generation.max_new_tokens)
-    ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if s.kl_coef > 0 else None
-    engine = build_actor_engine(
-        policy.model, cfg.deepspeed, lr=s.lr,
-        batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches, grad_clip=s.grad_clip,
-        device=cfg.device)
-    policy.model = engine.module
-    policy.model.eval()
-    if ref is not None:
-        ref.to(dtype=next(engine.module.parameters()).dtype)
+    policy, engine, ref = start_policy(
+        cfg, run, "REINFORCE", lr=s.lr, batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches,
+        grad_clip=s.grad_clip, kl_coef=s.kl_coef)
     return Reinforce(s, policy, engine, ref, cfg.generation.temperature, cfg.seed)
