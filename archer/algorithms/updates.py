@@ -71,8 +71,9 @@ def _parts(n: int, count: int) -> list[list[int]]:
 
 def policy_step(
     engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *,
-    micro_batch_size: int | None, temperature: float = 1.0, ref: torch.nn.Module | None = None, kl_coef: float = 0.0,
-    prefix: str = "actor", train_mode: bool = False,
+    micro_batch_size: int | None, temperature: float = 1.0,
+    ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
+    train_mode: bool = False,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`) over `rows`.
 
@@ -148,41 +149,23 @@ def critic_step(
     """
     device = next(critic.parameters()).device
     n = len(states)
-    optimizer.zero_grad(set_to_none=True)
-    critic.train()
     target.eval()
-    sums: Metrics = {}
-    skipped = False
-    try:
-        for idx in _chunks(n, micro_batch_size):
-            s, a, r, s2, d, f = ([xs[i] for i in idx] for xs in (
-                states, actions, rewards, next_states, dones, fresh_actions))
-            reward = torch.tensor(r, dtype=torch.float32, device=device)  # [b]
-            done = torch.tensor(d, dtype=torch.float32, device=device)  # [b]
-            with torch.no_grad():
-                tv1, tv2 = target.v(s2)  # [b] each
-                tq1, tq2 = target.q(s, f)  # [b] each
-            q1, q2, v1, v2 = critic(s, a)
-            loss, m = loss_fn(q1, q2, v1, v2, tv1, tv2, tq1, tq2, reward, done, gamma,
-                              min_q_for_v)
-            share = len(idx) / n
-            if not math.isfinite(float(loss.detach())):
-                skipped = True
-                break
-            (loss * share).backward()
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v * share
-    finally:
-        critic.eval()
-    if skipped:
-        optimizer.zero_grad(set_to_none=True)
-        warnings.warn("non-finite critic loss: step skipped", RuntimeWarning, stacklevel=2)
-        return {**sums, "critic/skipped": 1.0}
-    params = [p for p in critic.parameters() if p.requires_grad]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    sums["critic/grad_norm"] = float(norm)
-    optimizer.step()
-    return {**sums, "critic/skipped": 0.0}
+
+    def part_loss(idx: list[int]) -> tuple[torch.Tensor, Metrics]:
+        s, a, r, s2, d, f = ([xs[i] for i in idx] for xs in (
+            states, actions, rewards, next_states, dones, fresh_actions))
+        reward = torch.tensor(r, dtype=torch.float32, device=device)  # [b]
+        done = torch.tensor(d, dtype=torch.float32, device=device)  # [b]
+        with torch.no_grad():
+            tv1, tv2 = target.v(s2)  # [b] each
+            tq1, tq2 = target.q(s, f)  # [b] each
+        q1, q2, v1, v2 = critic(s, a)
+        loss, m = loss_fn(q1, q2, v1, v2, tv1, tv2, tq1, tq2, reward, done, gamma, min_q_for_v)
+        share = len(idx) / n
+        return loss * share, {k: v * share for k, v in m.items()}
+
+    return module_step(critic, optimizer, _chunks(n, micro_batch_size), part_loss,
+                       grad_clip=grad_clip, prefix="critic")
 
 
 def module_step(
