@@ -109,6 +109,17 @@ class TokenBatch:
         return int(self.action_mask.sum())
 
 
+def inverse_cdf_sample(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One index per row of `probs` [B, V] (rows sum to 1, up to rounding) for uniforms `u`
+    [B] in [0, 1): the first index whose cumulative probability exceeds u times the row's
+    total -> [B]. That is a draw from the row's distribution; an index of probability 0 is
+    never returned. Much faster than `torch.multinomial` on CPU for one draw per row."""
+    cdf = probs.cumsum(-1)  # [B, V]
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)  # [B]
+    last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # last index with p > 0
+    return torch.minimum(idx, last)
+
+
 class Policy:
     """A causal LM and its tokenizer on `device`. `reserve` is the room every prompt leaves
     for the utterance, at acting and scoring alike; set it to `generation.max_new_tokens`."""
@@ -351,16 +362,11 @@ class Policy:
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)  # [B, V]
             probs = probs / probs.sum(-1, keepdim=True)
         if row_generators is not None:
-            cpu_probs = probs.cpu()
-            token = torch.stack(
-                [
-                    torch.multinomial(cpu_probs[r], 1, generator=g).squeeze(-1)
-                    for r, g in enumerate(row_generators)
-                ]
-            ).to(probs.device)  # [B]
+            u = torch.cat([torch.rand(1, generator=g) for g in row_generators])  # [B]
         else:
             gen = generator if generator is not None and generator.device == probs.device else None
-            token = torch.multinomial(probs, 1, generator=gen).squeeze(-1)  # [B]
+            u = torch.rand(probs.shape[0], generator=gen, device=probs.device)
+        token = inverse_cdf_sample(probs, u.to(probs.device))  # [B]
         return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
     # ------------------------------------------------------------------ log-probs

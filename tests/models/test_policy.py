@@ -270,3 +270,20 @@ def test_top_p_samples_from_the_nucleus_but_stores_pi_t(policy):
     assert gen.action_ids == greedy.action_ids  # a tiny nucleus keeps the top token alone
     batch = policy.batch(OBSERVATIONS[:8], gen.action_ids, gen.logprobs)
     assert (policy.token_logprobs(batch) - batch.behaviour_logp).abs().max() < 1e-5
+
+
+def test_inverse_cdf_sample_draws_from_the_row_distribution():
+    from archer.models.policy import inverse_cdf_sample
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 0.2, 0.0, 0.5, 0.3, 0.0])
+    n = 100_000
+    draws = inverse_cdf_sample(probs.repeat(n, 1), torch.rand(n))
+    freq = torch.bincount(draws, minlength=6).double() / n
+    # 3 standard errors of a frequency near 0.5 over 1e5 draws: 3 * sqrt(0.25 / 1e5) = 0.0047
+    assert torch.allclose(freq, probs.double(), atol=0.005)
+    assert freq[[0, 2, 5]].sum() == 0  # zero-probability ids are never drawn
+    # the edges: u = 0 takes the first id with p > 0 (1); u just below 1 the last one (4);
+    # u = 0.2 sits on the boundary of the cumulative 0.2 and goes right, to id 3
+    edges = inverse_cdf_sample(probs.repeat(3, 1), torch.tensor([0.0, 1 - 2**-24, 0.2]))
+    assert edges.tolist() == [1, 4, 3]
