@@ -15,6 +15,7 @@ from archer.config import Config
 from archer.models.policy import Policy, Sampling
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
+from archer.rollout.collector import Chooser, act_utterances
 from archer.rollout.envs import env_info
 from archer.rollout.seeds import episode_seeds, seed_everything
 from archer.types import Trajectory
@@ -41,22 +42,29 @@ def cycle_tasks(task_ids: list[str], episodes: int) -> list[str]:
     return [task_ids[i % len(task_ids)] for i in range(episodes)]
 
 
-def policy_agent(policy: Policy, cfg: Config, decoding: str) -> Callable[[list[str]], list[str]]:
+def policy_agent(policy: Policy, cfg: Config, decoding: str, chooser: Chooser | None = None,
+                 ) -> Callable[[list[str]], list[str]]:
+    """The policy as a batch agent. With a `chooser` the candidates are always sampled (at
+    generation.temperature): k greedy candidates would be one utterance k times."""
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
-    sampling = Sampling.from_config(cfg.generation, greedy=decoding == "greedy")
+    greedy = decoding == "greedy" and chooser is None
+    sampling = Sampling.from_config(cfg.generation, greedy=greedy)
 
     def act(observations: list[str]) -> list[str]:
-        return policy.generate(observations, sampling, generator=generator).texts
+        return act_utterances(policy, observations, sampling, generator=generator,
+                              chooser=chooser).texts
 
     return act
 
 
 def evaluate(cfg: Config, policy: Policy | None = None, agent: str | None = None,
-             progress: bool = True) -> tuple[dict[str, Any], list[Trajectory]]:
+             progress: bool = True, chooser: Chooser | None = None,
+             ) -> tuple[dict[str, Any], list[Trajectory]]:
     """Play `cfg.eval.episodes` episodes with a policy or a scripted agent: the task ids of
     `cfg.eval.split` in turn, or for an env without task ids episodes drawn by seed alone.
     Either way the reset seeds are the run's "eval" seed stream (`archer.rollout.seeds`),
-    disjoint from training's. The summary's `heldout_note` says what the split measures."""
+    disjoint from training's. The summary's `heldout_note` says what the split measures.
+    A policy acts through `chooser` when one is given (`policy_agent`)."""
     if (policy is None) == (agent is None):
         raise ValueError("evaluate needs exactly one of policy or agent")
     envs = BatchedTextEnvs(cfg.env.id, min(cfg.eval.num_envs, cfg.eval.episodes), cfg.env.kwargs)
@@ -66,7 +74,7 @@ def evaluate(cfg: Config, policy: Policy | None = None, agent: str | None = None
         tasks: list[str | None] = ([None] * cfg.eval.episodes if split_tasks is None
                                    else list(cycle_tasks(split_tasks, cfg.eval.episodes)))
         if policy is not None:
-            act, name = policy_agent(policy, cfg, cfg.eval.decoding), "policy"
+            act, name = policy_agent(policy, cfg, cfg.eval.decoding, chooser), "policy"
         else:
             assert agent is not None
             act = batch_agent(resolve_agent(agent, envs.envs[0], seed=cfg.seed))

@@ -123,7 +123,10 @@ def _open_collector(cfg: Config, acting: Acting, policy_dir: Path):
 
 
 def _sync(collector: Any, acting: Acting) -> None:
-    """Hand the acting weights to the collector under their version."""
+    """Hand the acting weights, and the chooser if any, to the collector under their
+    versions."""
+    if acting.chooser is not None and collector.chooser_version != acting.chooser_version:
+        collector.set_chooser(acting.chooser, acting.chooser_version)
     if collector.version == acting.version:
         return
     if getattr(collector, "policy", None) is acting.policy:
@@ -137,7 +140,8 @@ def _sync(collector: Any, acting: Acting) -> None:
 
 
 def evaluate(cfg: Config, acting: Acting, episodes: int) -> dict[str, float]:
-    """Greedy and sampled returns of the acting policy on `cfg.eval.split`."""
+    """Greedy and sampled returns of the acting policy on `cfg.eval.split` (through its
+    chooser, if it has one: `archer.evaluation.evaluate`)."""
     from archer.evaluation import evaluate as play
 
     cfg = copy.deepcopy(cfg)
@@ -146,7 +150,7 @@ def evaluate(cfg: Config, acting: Acting, episodes: int) -> dict[str, float]:
     for decoding in ("greedy", "sample"):
         cfg.eval.decoding = decoding
         with acting.gathered():
-            summary, _ = play(cfg, policy=acting.policy, progress=False)
+            summary, _ = play(cfg, policy=acting.policy, progress=False, chooser=acting.chooser)
         out[f"eval/return_{decoding}"] = summary["return_mean"]
         out[f"eval/return_{decoding}_sem"] = summary["return_sem"]
         out[f"eval/success_{decoding}"] = summary["success_rate"]

@@ -237,7 +237,7 @@ class ArCHer:
         batches = [self.store.sample_turns(c.batch_size) for _ in range(c.updates_per_iter)]
         states = [r.turn.observation for batch in batches for r in batch]
         # One batched call for the whole phase: every fresh utterance comes from the same weights.
-        fresh = sample(self.policy, self.engine, states, self.sampling, self.generation_batch).texts
+        fresh = self._fresh(states)
         history = []
         for k, batch in enumerate(batches):
             tr = [r.transition for r in batch]
@@ -251,6 +251,10 @@ class ArCHer:
             polyak_update(self.target, self.critic, c.tau)
             history.append(m)
         return mean_metrics(history)
+
+    def _fresh(self, states: list[str]) -> list[str]:
+        """a~ ~ pi(.|s) for the V targets: one sampled utterance per state."""
+        return sample(self.policy, self.engine, states, self.sampling, self.generation_batch).texts
 
     def _actor_phase(self) -> dict[str, float]:
         a = self.s.actor
@@ -314,27 +318,35 @@ class ArCHer:
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
+        self._save_critic(directory)
+        (directory / "archer_state.json").write_text(json.dumps(
+            {"kl_coef": self.kl_coef, "version": self.version}))
+
+    def _save_critic(self, directory: Path) -> None:
+        """The critic, its target, its optimizer and the replay store."""
         self.critic.save_pretrained(directory / "critic")
         self.target.save_pretrained(directory / "target_critic")
         torch.save(self.critic_opt.state_dict(), directory / "critic_optimizer.pt")
         self.store.save(directory / "store")
-        (directory / "archer_state.json").write_text(json.dumps(
-            {"kl_coef": self.kl_coef, "version": self.version}))
+
+    def _load_critic(self, directory: Path) -> None:
+        """What `_save_critic` wrote (raises OSError, ValueError, KeyError, RuntimeError)."""
+        self.critic = DoubleCritic.from_pretrained(directory / "critic", device=self.device)
+        self.target = DoubleCritic.from_pretrained(directory / "target_critic",
+                                                   device=self.device)
+        self.critic_opt = self._critic_optimizer()
+        self.critic_opt.load_state_dict(torch.load(directory / "critic_optimizer.pt"))
+        self.store = EpisodeStore.load(directory / "store")
+        self.target.requires_grad_(False).eval()
+        self.critic.eval()
 
     def load(self, directory: Path) -> None:
         try:
             self.engine.load_checkpoint(directory / "engine")
-            self.critic = DoubleCritic.from_pretrained(directory / "critic", device=self.device)
-            self.target = DoubleCritic.from_pretrained(directory / "target_critic",
-                                                       device=self.device)
-            self.critic_opt = self._critic_optimizer()
-            self.critic_opt.load_state_dict(torch.load(directory / "critic_optimizer.pt"))
-            self.store = EpisodeStore.load(directory / "store")
+            self._load_critic(directory)
             state = json.loads((directory / "archer_state.json").read_text())
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"cannot resume ArCHer from {directory}: {err}") from None
-        self.target.requires_grad_(False).eval()
-        self.critic.eval()
         self.policy.model = self.engine.module
         self.policy.model.eval()
         self.version = int(state["version"])

@@ -32,7 +32,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 from archer.config import Config
 from archer.models.policy import Policy
 from archer.rollout.batched import BatchedTextEnvs
-from archer.rollout.collector import Chunk, plan_chunks, rollout_chunk, rollout_stats
+from archer.rollout.collector import Chooser, Chunk, plan_chunks, rollout_chunk, rollout_stats
 from archer.types import Trajectory
 
 WORKER_DEATH = (RayActorError, WorkerCrashedError)
@@ -92,13 +92,18 @@ class RolloutWorker:
         )
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
+        self.chooser: Chooser | None = None
 
     def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
         self.policy.model.load_state_dict(state_dict)
         self.version = version
 
+    def set_chooser(self, chooser: Chooser | None) -> None:
+        self.chooser = chooser
+
     def rollout(self, chunk: Chunk) -> list[Trajectory]:
-        return rollout_chunk(self.policy, self.envs, chunk, self.cfg.generation, self.version)
+        return rollout_chunk(self.policy, self.envs, chunk, self.cfg.generation, self.version,
+                             chooser=self.chooser)
 
     def ping(self) -> int:
         """The version of the weights this worker acts with."""
@@ -138,6 +143,8 @@ class RayCollector:
         self.restarts = 0
         self.last_stats: dict[str, float] = {}
         self._weights: ray.ObjectRef | None = None  # the latest pushed state dict
+        self._chooser: ray.ObjectRef | None = None  # the latest pushed chooser
+        self.chooser_version = 0
         self._options = {"num_cpus": num_cpus_per_worker, "num_gpus": num_gpus_per_worker}
         self._threads = max(1, int(num_cpus_per_worker))
         self._workers = [self._spawn() for _ in range(num_workers)]
@@ -170,6 +177,18 @@ class RayCollector:
                 ray.get(acked)
             except WORKER_DEATH as err:
                 self._replace(i, err)  # the replacement starts with these weights
+
+    def set_chooser(self, chooser: Chooser | None, version: int) -> None:
+        """Push an acting rule (pickled once, shared by every worker); returns once all of
+        them act through it."""
+        self._chooser = ray.put(chooser)
+        self.chooser_version = version
+        pending = [(i, w.set_chooser.remote(self._chooser)) for i, w in enumerate(self._workers)]
+        for i, acked in pending:
+            try:
+                ray.get(acked)
+            except WORKER_DEATH as err:
+                self._replace(i, err)  # the replacement starts with this chooser
 
     def collect(self, task_ids: Sequence[str], seeds: Sequence[int]) -> list[Trajectory]:
         """Play episode (task_ids[i], seeds[i]) for every i; trajectories in task order."""
@@ -224,7 +243,7 @@ class RayCollector:
         for worker in self._workers:
             _kill(worker)
         self._workers = []
-        self._weights = None
+        self._weights = self._chooser = None
 
     def _spawn(self) -> ray.actor.ActorHandle:
         worker = RolloutWorker.options(**self._options).remote(  # type: ignore[attr-defined]
@@ -232,6 +251,8 @@ class RayCollector:
         )
         if self._weights is not None:  # queued before any chunk on this actor
             worker.set_weights.remote(self._weights, self.version)
+        if self._chooser is not None:
+            worker.set_chooser.remote(self._chooser)
         return worker
 
     def _replace(self, index: int, err: BaseException) -> None:

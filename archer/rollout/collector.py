@@ -8,9 +8,10 @@ weights only: not on its chunk, its batch-mates or the worker that played it. Th
 lets the in-process collector here and the Ray collector (`archer.distributed.rollout`) give
 the same trajectories for the same seeds and weights.
 
-Both collectors share one interface: `set_weights(state_dict, version)`, `collect(task_ids,
+Both collectors share one interface: `set_weights(state_dict, version)`, `set_chooser(chooser,
+version)` (an acting rule on top of the policy, such as CHAI's reranker), `collect(task_ids,
 seeds) -> list[Trajectory]` (in the order of `task_ids`), `close()`, and the attributes
-`version`, `restarts` and `last_stats` (`rollout/time_s`, `rollout/tokens`,
+`version`, `chooser_version`, `restarts` and `last_stats` (`rollout/time_s`, `rollout/tokens`,
 `rollout/tokens_per_s`, `rollout/restarts`).
 """
 
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from archer.config import Config, GenerationConfig
-from archer.models.policy import Policy, Sampling
+from archer.models.policy import Generation, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
 from archer.types import Trajectory
 
@@ -32,6 +33,19 @@ Chunk = list[tuple[str | None, int]]
 """Consecutive episodes of a collection, as (task id or None, episode seed) pairs."""
 
 DECODINGS = ("sample", "greedy")
+
+
+class Chooser(Protocol):
+    """An acting rule on top of the policy (CHAI's reranker): the policy samples `candidates`
+    utterances per observation and `choose` keeps one. It travels to rollout workers by
+    pickle, so it holds what it needs (a critic, say), on the CPU."""
+
+    candidates: int
+
+    def choose(self, observations: list[str], utterances: list[str]) -> list[int]:
+        """observations, utterances: N * k, the k candidates of an observation consecutive ->
+        N indices in [0, k), the candidate kept for each observation."""
+        ...
 
 
 def utterance_seed(episode_seed: int, turn: int) -> int:
@@ -42,6 +56,44 @@ def utterance_seed(episode_seed: int, turn: int) -> int:
     """
     state = np.random.SeedSequence([int(episode_seed), int(turn)]).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))  # 63 bits: a valid torch seed on every platform
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """Sampling seed of candidate `candidate` of an utterance whose own seed is `seed`."""
+    state = np.random.SeedSequence([int(seed), int(candidate), 1]).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+def act_utterances(
+    policy: Policy,
+    observations: list[str],
+    sampling: Sampling,
+    seeds: list[int] | None = None,
+    generator: Any = None,
+    chunk_size: int | None = None,
+    chooser: Chooser | None = None,
+) -> Generation:
+    """One utterance per observation: the policy's sample, or with a `chooser` the candidate
+    it keeps out of `chooser.candidates` sampled ones (candidate j of a row seeded with
+    `candidate_seed(seed, j)`). The ids and log-probs are the kept candidate's under the
+    policy (log pi, not the probability of the reranked choice)."""
+    if chooser is None:
+        return policy.generate(observations, sampling, seeds=seeds, generator=generator,
+                               chunk_size=chunk_size)
+    k = int(chooser.candidates)
+    if k < 1:
+        raise ValueError(f"a chooser needs >= 1 candidates, got {k}")
+    many = [o for o in observations for _ in range(k)]
+    many_seeds = None if seeds is None else [candidate_seed(s, j) for s in seeds for j in range(k)]
+    gen = policy.generate(many, sampling, seeds=many_seeds, generator=generator,
+                          chunk_size=chunk_size)
+    picks = chooser.choose(many, gen.texts)
+    if len(picks) != len(observations) or not all(0 <= j < k for j in picks):
+        raise ValueError(f"the chooser returned {picks!r} for {len(observations)} observations "
+                         f"of {k} candidates each")
+    rows = [i * k + j for i, j in enumerate(picks)]
+    return Generation([gen.texts[r] for r in rows], [gen.action_ids[r] for r in rows],
+                      [gen.logprobs[r] for r in rows])
 
 
 def plan_chunks(task_ids: Sequence[str | None], seeds: Sequence[int], chunk_size: int) -> list[Chunk]:
@@ -62,8 +114,10 @@ def rollout_chunk(
     gen: GenerationConfig,
     version: int,
     decoding: str = "sample",
+    chooser: Chooser | None = None,
 ) -> list[Trajectory]:
-    """Play one episode per (task id, seed) of `chunk` with `policy` on `envs`.
+    """Play one episode per (task id, seed) of `chunk` with `policy` on `envs` (through
+    `chooser` when one is given: `act_utterances`).
 
     Every turn stores its sampled token ids (`Turn.action_ids`, the stop token included) and
     their log-probs (`Turn.logprobs`, one per id); every trajectory the policy `version` and
@@ -77,9 +131,9 @@ def rollout_chunk(
     def act(
         observations: list[str], contexts: list[TurnContext]
     ) -> tuple[list[str], list[dict[str, Any]]]:
-        out = policy.generate(
-            observations, sampling, seeds=[utterance_seed(c.seed, c.turn) for c in contexts]
-        )
+        out = act_utterances(policy, observations, sampling,
+                             seeds=[utterance_seed(c.seed, c.turn) for c in contexts],
+                             chooser=chooser)
         extras = [
             {"action_ids": ids, "logprobs": lp}
             for ids, lp in zip(out.action_ids, out.logprobs, strict=True)
@@ -126,8 +180,14 @@ class InProcessCollector:
         self.policy = policy
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
+        self.chooser: Chooser | None = None
+        self.chooser_version = 0
         self.restarts = 0
         self.last_stats: dict[str, float] = {}
+
+    def set_chooser(self, chooser: Chooser | None, version: int) -> None:
+        """Act through `chooser` (None: the policy's own samples) from now on."""
+        self.chooser, self.chooser_version = chooser, version
 
     def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
         if not _is_own_state(self.policy.model, state_dict):
@@ -144,8 +204,8 @@ class InProcessCollector:
         trajectories: list[Trajectory] = []
         for chunk in plan_chunks(task_ids, seeds, self.cfg.rollout.envs_per_worker):
             trajectories += rollout_chunk(
-                self.policy, self.envs, chunk, self.cfg.generation, self.version
-            )
+                self.policy, self.envs, chunk, self.cfg.generation, self.version,
+                chooser=self.chooser)
         self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, 0)
         return trajectories
 
