@@ -18,6 +18,7 @@ The loop knows nothing about critics, buffers or epochs; an algorithm knows noth
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -195,10 +196,13 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
     history: list[dict[str, float]] = []
     before = after = None
     try:
-        if collector is not None and cfg.train.resume:
+        if collector is not None:  # resumed weights; an acting rule before the first episode
             _sync(collector, algo.acting())
         if final_eval and not cfg.train.resume:
-            before = evaluate(cfg, algo.acting(), cfg.eval.episodes)
+            # the start is the starting policy itself, without an acting rule on top (CHAI's
+            # untrained reranker): every method's "before" row is the same policy
+            before = evaluate(cfg, dataclasses.replace(algo.acting(), chooser=None),
+                              cfg.eval.episodes)
             logger.log({"iteration": -1.0, **before})
         bar = tqdm(range(state.iteration, cfg.train.iterations), initial=state.iteration,
                    total=cfg.train.iterations, desc=cfg.algo, unit="it", disable=not progress)

@@ -22,6 +22,8 @@ ALGORITHMS: dict[str, str] = {
     "reinforce": "archer.algorithms.reinforce",
     "filtered_bc": "archer.algorithms.filtered_bc",
     "ppo": "archer.algorithms.ppo",
+    "chai": "archer.algorithms.chai",
+    "agro": "archer.algorithms.agro",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
@@ -31,6 +33,8 @@ SUMMARIES: dict[str, str] = {
     "reinforce": "online, on-policy: trajectory-level REINFORCE / GRPO (single-turn RL, no critic)",
     "filtered_bc": "online: token NLL on the episodes at or above a return percentile so far",
     "ppo": "online, on-policy: token-level PPO with a token value model and GAE over agent tokens",
+    "chai": "online, replay: ArCHer's critic over a frozen policy; acts by the best of k samples",
+    "agro": "online, on- and off-policy: trajectory PG on R - beta log(pi/pi_ref), per-task baseline",
 }
 """One line per algorithm for `archer algos`."""
 

@@ -22,8 +22,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from archer.config.algos import (
+    AgroConfig,
     ArcherConfig,
     BCConfig,
+    ChaiConfig,
     FilteredBCConfig,
     PGActorConfig,
     ReinforceConfig,
@@ -47,7 +49,7 @@ from archer.config.sections import (
 )
 
 __all__ = [
-    "MOVED", "Q_INPUTS", "ArcherConfig", "BCConfig", "BufferConfig", "CollectConfig", "Config",
+    "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
     "ConfigError", "CriticConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
     "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "ReinforceConfig",
     "RolloutConfig", "TDCriticConfig", "TokenPPOConfig",
@@ -99,6 +101,10 @@ class Config:
     """algo=filtered_bc: NLL on the best episodes so far."""
     ppo: TokenPPOConfig = field(default_factory=TokenPPOConfig)
     """algo=ppo: token-level PPO (the single-turn RL baseline of the ArCHer paper)."""
+    chai: ChaiConfig = field(default_factory=ChaiConfig)
+    """algo=chai: ArCHer's critic over a frozen policy, acting by reranking k samples."""
+    agro: AgroConfig = field(default_factory=AgroConfig)
+    """algo=agro: any-generation reward optimisation (on-policy plus replayed episodes)."""
 
     def __post_init__(self) -> None:
         errors = []
@@ -132,6 +138,14 @@ class Config:
             errors.append(("reinforce.minibatches", "must be <= the groups per iteration "
                            "(rollout.episodes_per_iter / rollout.group_size), got "
                            f"{self.reinforce.minibatches}"))
+        if self.algo == "chai" and self.chai.critic.batch_size > self.buffer.capacity:
+            errors.append(("chai.critic.batch_size", f"must be <= buffer.capacity "
+                           f"({self.buffer.capacity}), got {self.chai.critic.batch_size}"))
+        if self.algo == "agro" and (self.agro.minibatches
+                                    > self.rollout.episodes_per_iter // self.rollout.group_size):
+            errors.append(("agro.minibatches", "must be <= the groups per iteration "
+                           "(rollout.episodes_per_iter / rollout.group_size), got "
+                           f"{self.agro.minibatches}"))
         if self.algo == "bc" and self.data.path is None:
             errors.append(("data.path", "algo=bc learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))

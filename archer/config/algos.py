@@ -163,6 +163,61 @@ class ArcherConfig:
 
 
 @dataclass
+class ChaiConfig:
+    """CHAI: ArCHer's critic over the frozen starting policy; acting keeps the best of
+    `candidates` sampled utterances by min Q of the target critic."""
+
+    candidates: int = 5
+    """Utterances sampled per turn (and per V-target state); the one with the highest
+    min(Q1, Q2) of the target critic is played."""
+    critic: TDCriticConfig = field(default_factory=TDCriticConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.candidates < 1:
+            errors.append(("candidates", f"must be >= 1, got {self.candidates}"))
+        errors += [(f"critic.{k}", m) for k, m in self.critic.check()]
+        return errors
+
+
+@dataclass
+class AgroConfig:
+    """AGRO: trajectory-level policy gradient on the regularised reward R - beta log(pi/pi_ref)
+    with a per-task-id baseline, on this iteration's episodes and replayed ones."""
+
+    lr: float = 1e-4
+    """AdamW learning rate (as reinforce.lr)."""
+    beta: float = 0.1
+    """KL weight of the objective E[R] - beta KL(pi || pi_ref); pi_ref is the starting policy."""
+    baseline: str = "mean"
+    """mean: b is the mean regularised reward of the task id's episodes; loo: the mean of the
+    other episodes of its task id."""
+    replay_ratio: float = 0.5
+    """Earlier episodes of the same task ids mixed in per episode of this iteration (0: on-
+    policy only). They come from a store of buffer.capacity turns."""
+    minibatches: int = 1
+    """Optimizer steps per iteration, each on a share of the task-id groups."""
+    micro_batches: int = 4
+    """Forward/backward passes per step (the engine's accumulation)."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = _choice("baseline", self.baseline, ("mean", "loo"))
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        for key in ("beta", "replay_ratio"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        for key in ("minibatches", "micro_batches"):
+            if getattr(self, key) < 1:
+                errors.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
 class BCConfig:
     """Behaviour cloning (SFT): token NLL on the agent's utterances of a dataset. It is also
     the warm start of an online run (on `collect`'s scripted episodes)."""

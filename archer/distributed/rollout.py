@@ -144,7 +144,7 @@ class RayCollector:
         self.last_stats: dict[str, float] = {}
         self._weights: ray.ObjectRef | None = None  # the latest pushed state dict
         self._chooser: ray.ObjectRef | None = None  # the latest pushed chooser
-        self.chooser_version = 0
+        self.chooser_version = -1  # none pushed yet
         self._options = {"num_cpus": num_cpus_per_worker, "num_gpus": num_gpus_per_worker}
         self._threads = max(1, int(num_cpus_per_worker))
         self._workers = [self._spawn() for _ in range(num_workers)]

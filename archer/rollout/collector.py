@@ -181,7 +181,7 @@ class InProcessCollector:
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
         self.chooser: Chooser | None = None
-        self.chooser_version = 0
+        self.chooser_version = -1  # none pushed yet
         self.restarts = 0
         self.last_stats: dict[str, float] = {}
 

@@ -28,6 +28,8 @@ PER_ALGO = {
             "ppo.epochs=1", "ppo.kl_coef=0.1"],
     "filtered_bc": ["filtered_bc.batch_size=8", "filtered_bc.updates_per_iter=1",
                     "filtered_bc.percentile=0"],
+    "chai": ["chai.critic.updates_per_iter=1", "chai.critic.batch_size=8", "chai.candidates=2"],
+    "agro": ["rollout.episodes_per_iter=8", "rollout.group_size=2", "agro.micro_batches=2"],
 }
 
 
@@ -60,16 +62,18 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_pa
                                             corpus=["Answer yes or no.\n", "yes", "no"] * 5))
     owned = {"policy": algo.acting().policy.model}
     frozen = {}
-    if name == "archer":
+    if name == "chai":  # the actor is frozen: only the critic learns
+        frozen["policy"] = owned.pop("policy")
+    if name in ("archer", "chai"):
         owned["critic"] = algo.critic
     if name == "ppo":
         owned["value"] = algo.value
-    if name in ("archer", "reinforce", "ppo"):
+    if name in ("archer", "reinforce", "ppo", "agro"):
         frozen["reference"] = algo.ref
     before = {k: trainable(m) for k, m in owned.items()}
     frozen_before = {k: {n: p.clone() for n, p in m.state_dict().items()} for k, m in frozen.items()}
     target_before = ({n: p.clone() for n, p in algo.target.state_dict().items()}
-                     if name == "archer" else {})
+                     if name in ("archer", "chai") else {})
 
     new = []
     if algo.data == "online":
@@ -91,7 +95,7 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_pa
         for n, p in module.state_dict().items():
             assert torch.equal(p, frozen_before[k][n]), (k, n)
         assert not any(p.requires_grad for p in module.parameters())
-    if name == "archer":  # the target moves by Polyak averaging only, never by a gradient
+    if name in ("archer", "chai"):  # the target moves by Polyak averaging only, not by a gradient
         assert any(not torch.equal(p, target_before[n]) for n, p in algo.target.state_dict().items())
         assert all(p.grad is None and not p.requires_grad for p in algo.target.parameters())
     assert metrics and all("/" in k for k in metrics), sorted(metrics)

@@ -203,3 +203,38 @@ def test_a_hung_worker_is_replaced_after_the_chunk_timeout(tmp_path, policy_dir,
 def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="(?s)failed to start.*no Hugging Face checkpoint"):
         RayCollector(cfg_for(tmp_path), tmp_path / "missing", num_workers=1)
+
+
+def test_workers_act_through_a_pushed_chooser_as_in_process(tmp_path, policy_dir, tiny_policy):
+    """CHAI's acting rule (a critic reranking 3 candidates) pickled to the workers: the same
+    episodes as in-process with the same rule, not those of the plain policy."""
+    from archer.algorithms.chai import CriticChooser
+    from archer.config import CriticConfig
+    from archer.models.critic import build_critic
+
+    cfg = cfg_for(tmp_path)
+    corpus = ["Find the number.\n", "Is it more than 4? Yes.\n", "Is it 3? No.\n"] * 10
+    critic = build_critic(CriticConfig(hidden_dim=16), corpus, seed=3).eval()
+    chooser = CriticChooser(critic, candidates=3)
+    base = tiny_policy.model.state_dict()
+
+    policy = Policy.from_pretrained(policy_dir, max_context_tokens=256,
+                                    reserve=cfg.generation.max_new_tokens)
+    local = InProcessCollector(cfg, policy)
+    try:
+        local.set_weights(base, 1)
+        plain = local.collect(TASKS, SEEDS)
+        local.set_chooser(chooser, 1)
+        reranked = local.collect(TASKS, SEEDS)
+    finally:
+        local.close()
+    assert [t.turns[0].action for t in reranked] != [t.turns[0].action for t in plain]
+
+    collector = RayCollector(cfg, policy_dir, num_workers=2)
+    try:
+        collector.set_weights(base, 1)
+        collector.set_chooser(chooser, 1)
+        assert collector.chooser_version == 1
+        assert_same_episodes(collector.collect(TASKS, SEEDS), reranked, exact_logprobs=False)
+    finally:
+        collector.close()
