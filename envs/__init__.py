@@ -13,6 +13,7 @@ ENV_IDS = (
     "archer/TwentyQuestionsSubset-v0",
     "archer/GuessMyCity-v0",
     "archer/WebShop-v0",
+    "archer/EarlyChoice-v0",
 )
 
 
@@ -25,6 +26,7 @@ def _register() -> None:
         ),
         "archer/GuessMyCity-v0": ("archer_envs.guess_my_city:GuessMyCityEnv", {}),
         "archer/WebShop-v0": ("archer_envs.webshop:WebShopEnv", {}),
+        "archer/EarlyChoice-v0": ("archer_envs.diagnostics:EarlyChoiceEnv", {}),
     }
     for env_id, (entry_point, kwargs) in specs.items():
         if env_id not in gym.registry:

@@ -86,3 +86,16 @@ def test_critic_phase_benchmark_runs():
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 6 and all(float(r.strip("|").split("|")[1]) > 0 for r in rows), rows
     assert "length-sorted groups of 16" in rows[-1]
+
+
+def test_credit_assignment_benchmark_runs():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "credit_assignment.py"), "--quick",
+         "--methods", "archer", "chai"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| method | start | after (mean)")
+    assert [row.split("|")[1].strip() for row in table[1:]] == ["archer", "chai"]
