@@ -8,7 +8,8 @@ the next utterance's first token. A terminated episode ends with value 0; a trun
 time limit, an env error) bootstraps from V of its last state, the final observation.
 
     A_k = delta_k + gamma lambda A_{k+1},  delta_k = r_k + gamma V_{k+1} - V_k,   R_k = A_k + V_k
-    policy: - (1/n_tokens) sum min(rho A, clip(rho, 1 - eps, 1 + eps) A)   (+ kl_coef x k3 KL)
+    policy: - (1/n_tokens) sum min(rho A, clip(rho, 1 - eps, 1 + eps) A)   (+ kl_coef x k3 KL
+            - entropy_coef x the mean entropy of pi_T over the step's agent tokens)
     value:    (1/n_tokens) sum 0.5 max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)
 
 Strictly on-policy: an iteration's turns are used for `epochs` passes of `minibatches` steps
@@ -196,7 +197,8 @@ class TokenPPO:
 
                 m = policy_step(self.engine, self.policy, step, loss, micro_batch_size=None,
                                 temperature=self.temperature, ref=self.ref,
-                                kl_coef=self.s.kl_coef, prefix="ppo")
+                                kl_coef=self.s.kl_coef, prefix="ppo",
+                                entropy_coef=self.s.entropy_coef)
 
                 def value_loss(part: list[int], step=step, s_ret=s_ret, s_old=s_old, n=n):
                     sub = step.select(part)

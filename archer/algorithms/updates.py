@@ -73,9 +73,10 @@ def policy_step(
     engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *,
     micro_batch_size: int | None, temperature: float = 1.0,
     ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
-    train_mode: bool = False,
+    train_mode: bool = False, entropy_coef: float = 0.0,
 ) -> Metrics:
-    """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`) over `rows`.
+    """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`, - entropy_coef x the
+    mean entropy of pi_T over the step's action tokens) over `rows`.
 
     The engine averages the gradients of its `gradient_accumulation_steps` micro-batches, so
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
@@ -103,8 +104,16 @@ def policy_step(
     engine.module.train(train_mode)
     for idx in parts:
         sub = rows.select(idx)
-        logp = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True)
+        if entropy_coef > 0:
+            logp, ent = policy.token_logprobs(sub, model=engine, temperature=temperature,
+                                              grad=True, entropy=True)
+        else:
+            logp = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True)
         value, m = loss(logp, sub, idx)
+        if entropy_coef > 0:
+            ent_sum = (ent * sub.action_mask.to(ent.device)).sum() / n_tokens  # its share
+            value = value - entropy_coef * ent_sum
+            m[f"{prefix}/entropy"] = float(ent_sum.detach())
         if kl_coef > 0 and ref is not None:
             with torch.no_grad():
                 ref_logp = policy.token_logprobs(sub, model=ref, temperature=temperature)

@@ -364,6 +364,9 @@ class TokenPPOConfig:
     """Whiten the token advantages over the iteration's agent tokens."""
     kl_coef: float = 1.0
     """k3 KL penalty to the frozen starting policy (as archer.actor.kl_coef); 0 disables."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus: the loss subtracts entropy_coef x the mean entropy of
+    pi_T(.|prefix) over the step's agent tokens (full vocabulary); 0 disables."""
     grad_clip: float = 1.0
     """Max global grad norm for the policy and for the value model; 0 disables."""
 
@@ -384,6 +387,8 @@ class TokenPPOConfig:
             errors.append(("value_clip", f"must be >= 0 (0 disables), got {self.value_clip}"))
         if self.kl_coef < 0:
             errors.append(("kl_coef", f"must be >= 0, got {self.kl_coef}"))
+        if self.entropy_coef < 0:
+            errors.append(("entropy_coef", f"must be >= 0, got {self.entropy_coef}"))
         if self.grad_clip < 0:
             errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
         return errors

@@ -419,9 +419,11 @@ class Policy:
         model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         grad: bool = False,
-    ) -> torch.Tensor:
+        entropy: bool = False,
+    ) -> Any:
         """[B, T] log pi_T of each action id of `batch` (0 elsewhere); temperature 0 counts
-        as 1, as greedy log-probs are stored.
+        as 1, as greedy log-probs are stored. With `entropy`, also [B, T] the entropy of
+        pi_T(.|prefix) at each action position (0 elsewhere): (logp, entropy).
 
         Rows end at column T-1, so the logits of the last K = (longest action) + 1 positions
         predict every action id: only those are computed (`logits_to_keep=K`). `model` scores
@@ -444,4 +446,8 @@ class Policy:
             targets = batch.input_ids[:, width - longest :]  # [B, L]
             picked = logp.gather(-1, targets[:, :, None]).squeeze(-1)  # [B, L]
             picked = picked * batch.action_mask[:, width - longest :]  # [B, L]
-            return torch.nn.functional.pad(picked, (width - longest, 0))  # [B, T]
+            picked = torch.nn.functional.pad(picked, (width - longest, 0))  # [B, T]
+            if not entropy:
+                return picked
+            ent = -(logp.exp() * logp).sum(-1) * batch.action_mask[:, width - longest :]  # [B, L]
+            return picked, torch.nn.functional.pad(ent, (width - longest, 0))  # [B, T] each

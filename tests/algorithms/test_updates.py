@@ -20,8 +20,12 @@ def rows_of(policy, n=8):
     """n utterances of uneven lengths (1 to 6 ids) on two different observations."""
     obs = ["Questions so far:\n" if i % 2 else "Is it alive? No.\n" for i in range(n)]
     gen = policy.generate(obs, Sampling(max_new_tokens=6), seeds=list(range(n)))
-    assert len({len(a) for a in gen.action_ids}) > 1  # uneven, or the test proves nothing
-    return policy.batch(obs, gen.action_ids, gen.logprobs)
+    # cut to 1..6 ids (a sampled prefix keeps its log-probs): uneven, or the tests prove nothing
+    cut = [1 + (i * 5) % 6 for i in range(n)]
+    ids = [a[: min(len(a), c)] for a, c in zip(gen.action_ids, cut, strict=True)]
+    lps = [lp[: len(a)] for lp, a in zip(gen.logprobs, ids, strict=True)]
+    assert len({len(a) for a in ids}) > 1
+    return policy.batch(obs, ids, lps)
 
 
 def one_step(tiny_policy, micro, loss_kind, kl):
@@ -128,3 +132,41 @@ def test_critic_step_accumulates_one_mean_and_leaves_eval_mode():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
     # advantages and checks must not see dropout: the step leaves the critic in eval mode
     assert not c8.training and not any(mod.training for mod in c8.modules())
+
+
+def test_entropy_bonus_is_the_mean_entropy_and_raises_it(tiny_policy):
+    """token_logprobs(entropy=True) gives -sum_v p log p at each action position (checked
+    against a direct softmax); an entropy-only step (zero loss) raises the mean entropy, and
+    the bonus is a whole-step mean (1 x 8 == 4 x 2)."""
+    policy = Policy(copy.deepcopy(tiny_policy.model), tiny_policy.tokenizer,
+                    max_context_tokens=tiny_policy.max_context_tokens, reserve=6)
+    rows = rows_of(policy)
+    logp, ent = policy.token_logprobs(rows, entropy=True)
+    with torch.no_grad():
+        logits = policy.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask,
+                              position_ids=rows.position_ids).logits.float()
+    full = torch.log_softmax(logits[:, :-1], -1)  # position t predicts column t + 1
+    direct = -(full.exp() * full).sum(-1)  # [B, T-1]
+    mask = rows.action_mask[:, 1:].bool()
+    torch.testing.assert_close(ent[:, 1:][mask], direct[mask], rtol=1e-5, atol=1e-5)
+    assert torch.equal(ent[:, 1:][~mask], torch.zeros_like(ent[:, 1:][~mask]))
+    assert torch.equal(logp, policy.token_logprobs(rows))
+
+    def step(micro):
+        p = Policy(copy.deepcopy(tiny_policy.model), tiny_policy.tokenizer,
+                   max_context_tokens=tiny_policy.max_context_tokens, reserve=6)
+        engine = TorchActorEngine(p.model, lr=1e-2, batch_size=len(rows),
+                                  micro_batch_size=micro, grad_clip=0.0)
+        engine.optimizer = torch.optim.SGD(engine._params, lr=1.0)
+        m = policy_step(engine, p, rows, lambda lp, s, i: ((lp * 0).sum(), {}),
+                        micro_batch_size=micro, entropy_coef=0.5)
+        _, after = p.token_logprobs(rows, entropy=True)
+        return m, after
+
+    m8, after8 = step(8)
+    m2, after2 = step(2)
+    n = rows.action_mask.sum()
+    assert m8["actor/entropy"] == pytest.approx(float((ent * rows.action_mask).sum() / n), rel=1e-5)
+    assert m2["actor/entropy"] == pytest.approx(m8["actor/entropy"], rel=1e-5)
+    assert float((after8 * rows.action_mask).sum() / n) > m8["actor/entropy"]
+    torch.testing.assert_close(after2, after8, rtol=1e-4, atol=1e-5)
