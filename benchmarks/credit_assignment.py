@@ -35,22 +35,27 @@ COMMON = [f"env.id={ENV}", "model.vocab_size=300", "model.max_context_tokens=96"
           "deepspeed.micro_batch_size=8", "train.eval_every=0", "train.tensorboard=false",
           "buffer.capacity=4000", "critic.hidden_dim=32"]
 METHODS = {
+    # the settings of the three-turn learnability test (tests/test_archer.py)
     "archer": ["archer.warmup_iters=2", "archer.critic.batch_size=32",
-               "archer.critic.updates_per_iter=10", "archer.actor.batch_size=8",
-               "archer.actor.lr=1e-3", "archer.actor.kl_coef=0"],
+               "archer.critic.updates_per_iter=10", "archer.critic.lr=3e-3",
+               "archer.critic.gamma=0.9", "archer.actor.batch_size=16",
+               "archer.actor.updates_per_iter=2", "archer.actor.lr=5e-4",
+               "archer.actor.baseline=v", "archer.actor.samples_per_state=1",
+               "archer.actor.kl_coef=0"],
     "ppo": ["ppo.lr=3e-4", "ppo.value_lr=1e-3", "ppo.kl_coef=0"],
     "reinforce": ["reinforce.baseline=loo", "rollout.group_size=4", "reinforce.lr=1e-3",
                   "reinforce.kl_coef=0"],
     "filtered_bc": ["filtered_bc.lr=1e-3", "filtered_bc.percentile=50",
                     "filtered_bc.batch_size=16"],
-    "chai": ["chai.critic.batch_size=32", "chai.critic.updates_per_iter=10"],
+    "chai": ["chai.critic.batch_size=32", "chai.critic.updates_per_iter=10",
+             "chai.critic.lr=3e-3", "chai.critic.gamma=0.9"],
     "agro": ["rollout.group_size=4", "agro.lr=1e-3", "agro.beta=0.05"],
 }
 
 
-def start(tmp: Path, seed: int) -> str:
-    cfg = load_config(overrides=[*COMMON, "collect.agent=coin", "collect.episodes=200",
-                                 "bc.epochs=10", f"seed={seed}", f"output_dir={tmp}"])
+def start(tmp: Path, seed: int, episodes: int = 200, epochs: int = 10) -> str:
+    cfg = load_config(overrides=[*COMMON, "collect.agent=coin", f"collect.episodes={episodes}",
+                                 f"bc.epochs={epochs}", f"seed={seed}", f"output_dir={tmp}"])
     collect(cfg, tmp / "d.jsonl", progress=False)
     return train_bc(cfg, tmp / "d.jsonl", tmp / "sft", progress=False,
                     log=lambda *_: None)["policy"]
@@ -71,14 +76,16 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=128, help="evaluation episodes")
-    parser.add_argument("--quick", action="store_true", help="seed 0, 1 iteration, 16 episodes")
+    parser.add_argument("--quick", action="store_true",
+                        help="seed 0, 1 iteration, 16 evaluation episodes, a 2-epoch start")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.iterations, args.episodes = [0], 1, 16
     rows = {m: [] for m in args.methods}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            init = start(Path(tmp) / f"start{seed}", seed)
+            init = start(Path(tmp) / f"start{seed}", seed,
+                         *((64, 2) if args.quick else (200, 10)))
             for method in args.methods:
                 before, after = run(method, init, Path(tmp) / f"{method}{seed}", seed,
                                     args.iterations, args.episodes)
