@@ -7,7 +7,7 @@ the sampled return of 128 evaluation episodes is printed before and after, per s
 mean and range over the seeds. Settings per method are below (METHODS); they are the ones the
 tiny-env learnability tests use.
 
-    python benchmarks/credit_assignment.py                       # 6 methods, 3 seeds, 10 its
+    python benchmarks/credit_assignment.py                       # 7 rows, 3 seeds, 10 its
     python benchmarks/credit_assignment.py --methods archer ppo --seeds 0
     python benchmarks/credit_assignment.py --quick               # 1 seed, 1 iteration (tests)
 
@@ -47,6 +47,13 @@ METHODS = {
                   "reinforce.kl_coef=0"],
     "filtered_bc": ["filtered_bc.lr=1e-3", "filtered_bc.percentile=50",
                     "filtered_bc.batch_size=16"],
+    # the same with the critic's pair features (critic.q_input=pair): see docs/algorithms.md
+    "archer+pair": ["archer.warmup_iters=2", "archer.critic.batch_size=32",
+                    "archer.critic.updates_per_iter=10", "archer.critic.lr=3e-3",
+                    "archer.critic.gamma=0.9", "archer.actor.batch_size=16",
+                    "archer.actor.updates_per_iter=2", "archer.actor.lr=5e-4",
+                    "archer.actor.baseline=v", "archer.actor.samples_per_state=1",
+                    "archer.actor.kl_coef=0", "critic.q_input=pair"],
     "chai": ["chai.critic.batch_size=32", "chai.critic.updates_per_iter=10",
              "chai.critic.lr=3e-3", "chai.critic.gamma=0.9"],
     "agro": ["rollout.group_size=4", "agro.lr=1e-3", "agro.beta=0.05"],
@@ -63,7 +70,8 @@ def start(tmp: Path, seed: int, episodes: int = 200, epochs: int = 10) -> str:
 
 def run(method: str, init: str, out: Path, seed: int, iterations: int, episodes: int,
         ) -> tuple[float, float]:
-    cfg = load_config(overrides=[*COMMON, *METHODS[method], f"algo={method}", f"seed={seed}",
+    algo = method.split("+")[0]  # "archer+pair" is algo=archer with other settings
+    cfg = load_config(overrides=[*COMMON, *METHODS[method], f"algo={algo}", f"seed={seed}",
                                  f"output_dir={out}", f"train.init_policy={init}",
                                  f"train.iterations={iterations}", f"eval.episodes={episodes}"])
     result = loop.run(cfg, progress=False, log=lambda *_: None)
