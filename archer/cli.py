@@ -189,8 +189,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_algos(args: argparse.Namespace) -> int:
     from archer.algorithms import ALGORITHMS, SUMMARIES
 
+    width = max(map(len, ALGORITHMS))
     for name in ALGORITHMS:
-        print(f"{name:10s} {SUMMARIES[name]}  (config section: {name}.*)")
+        print(f"{name:{width}s}  {SUMMARIES[name]}  (config section: {name}.*)")
     return 0
 
 
