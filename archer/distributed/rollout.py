@@ -169,26 +169,24 @@ class RayCollector:
         cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
         self._weights = ray.put(cpu_state)
         self.version = version
-        pending: list[tuple[int, ray.ObjectRef]] = [
-            (i, w.set_weights.remote(self._weights, version)) for i, w in enumerate(self._workers)
-        ]
-        for i, acked in pending:
-            try:
-                ray.get(acked)
-            except WORKER_DEATH as err:
-                self._replace(i, err)  # the replacement starts with these weights
+        self._push("set_weights", self._weights, version)  # a replacement starts with them
 
     def set_chooser(self, chooser: Chooser | None, version: int) -> None:
         """Push an acting rule (pickled once, shared by every worker); returns once all of
         them act through it."""
         self._chooser = ray.put(chooser)
         self.chooser_version = version
-        pending = [(i, w.set_chooser.remote(self._chooser)) for i, w in enumerate(self._workers)]
+        self._push("set_chooser", self._chooser)  # a replacement starts with it
+
+    def _push(self, method: str, *args: Any) -> None:
+        """Call `method(*args)` on every worker and wait for all; a worker found dead is
+        replaced (`_spawn` gives the replacement the latest weights and chooser)."""
+        pending = [(i, getattr(w, method).remote(*args)) for i, w in enumerate(self._workers)]
         for i, acked in pending:
             try:
                 ray.get(acked)
             except WORKER_DEATH as err:
-                self._replace(i, err)  # the replacement starts with this chooser
+                self._replace(i, err)
 
     def collect(self, task_ids: Sequence[str], seeds: Sequence[int]) -> list[Trajectory]:
         """Play episode (task_ids[i], seeds[i]) for every i; trajectories in task order."""
