@@ -157,11 +157,15 @@ class AGRO:
             by_task[key].append(i)
         groups = list(by_task.values())
         order = torch.randperm(len(groups), generator=self.rng).tolist()
+        rows_of: dict[int, list[int]] = defaultdict(list)  # episode -> its rows, in turn order
+        for r, e in enumerate(owner):
+            rows_of[e].append(r)
         history = []
         for k in range(self.s.minibatches):
             chosen = [i for g in order[k :: self.s.minibatches] for i in groups[g]]
-            step_rows, step_owner = turn_rows(self.policy, [episodes[i] for i in chosen])
-            row_adv = adv[torch.tensor([chosen[e] for e in step_owner])]  # [B]
+            idx = [r for e in chosen for r in rows_of[e]]
+            step_rows = rows.select(idx)  # the scored rows, not a second turn_rows
+            row_adv = adv[torch.tensor([owner[r] for r in idx])]  # [B]
             n = float(len(chosen))
 
             def loss(lp: torch.Tensor, sub: TokenBatch, idx: list[int],
