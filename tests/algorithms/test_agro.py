@@ -4,6 +4,7 @@ KL-regularised policy gradient on a toy distribution, and learnability through t
 import pytest
 import torch
 import user_envs  # noqa: F401
+from resume import assert_resumes_exactly
 
 from archer import loop
 from archer.algorithms.agro import agro_advantages, agro_loss, regularised_rewards
@@ -99,14 +100,5 @@ def test_agro_learns_to_say_yes_from_new_and_replayed_episodes(tmp_path, coin_st
 
 
 def test_agro_resumes_exactly(tmp_path, coin_start):
-    def run(out, iterations, resume=False):
-        over = [*_overrides(out, coin_start["SayYes-v0"], iterations), "train.save_every=1"]
-        if resume:
-            over.append("train.resume=true")
-        return loop.run(load_config(overrides=over), final_eval=False, **QUIET)["history"]
-
-    straight = run(tmp_path / "a", 3)
-    run(tmp_path / "b", 2)
-    resumed = run(tmp_path / "b", 3, resume=True)
-    keys = [k for k in straight[-1] if k.startswith(("agro/", "rollout/return"))]
-    assert keys and {k: straight[-1][k] for k in keys} == {k: resumed[0][k] for k in keys}
+    assert_resumes_exactly(tmp_path, lambda out: _overrides(out, coin_start["SayYes-v0"], 3),
+                           ("agro/",))

@@ -4,6 +4,7 @@ candidate), and learnability through the loop on SayYes with the actor frozen.""
 import pytest
 import torch
 import user_envs  # noqa: F401
+from resume import assert_resumes_exactly
 
 from archer import loop
 from archer.algorithms.chai import CriticChooser, best_candidates
@@ -109,18 +110,9 @@ def test_chai_learns_to_say_yes_with_a_frozen_actor(tmp_path, coin_start):
 
 
 def test_chai_resumes_exactly(tmp_path, coin_start):
-    def run(out, iterations, resume=False):
-        over = [*_overrides(out, coin_start["SayYes-v0"]), "train.save_every=1",
-                f"train.iterations={iterations}", "chai.critic.updates_per_iter=2"]
-        if resume:
-            over.append("train.resume=true")
-        return loop.run(load_config(overrides=over), final_eval=False, **QUIET)["history"]
-
-    straight = run(tmp_path / "a", 3)
-    run(tmp_path / "b", 2)
-    resumed = run(tmp_path / "b", 3, resume=True)
-    keys = [k for k in straight[-1] if k.startswith(("critic/", "rollout/return"))]
-    assert keys and {k: straight[-1][k] for k in keys} == {k: resumed[0][k] for k in keys}
+    assert_resumes_exactly(tmp_path, lambda out: [
+        *_overrides(out, coin_start["SayYes-v0"]), "chai.critic.updates_per_iter=2"],
+        ("critic/",))
 
 
 def test_critic_chooser_ranks_by_min_q(tiny_policy):

@@ -4,6 +4,7 @@ and learnability through the loop on the tiny yes/no envs."""
 import pytest
 import torch
 import user_envs  # noqa: F401
+from resume import assert_resumes_exactly
 
 from archer import loop
 from archer.algorithms.losses import clipped_value_loss, ppo_clip_loss
@@ -124,14 +125,6 @@ def test_token_ppo_learns(tmp_path, coin_start, env, iterations):
 
 
 def test_token_ppo_resumes_exactly(tmp_path, coin_start):
-    def run(out, iterations, resume=False):
-        over = [*_overrides(out, coin_start["SayYes-v0"], "SayYes-v0", iterations),
-                "train.save_every=1", "ppo.kl_coef=0.5", "rollout.episodes_per_iter=16"]
-        return loop.run(load_config(overrides=over + (["train.resume=true"] if resume else [])),
-                        final_eval=False, **QUIET)["history"]
-
-    straight = run(tmp_path / "a", 3)
-    run(tmp_path / "b", 2)
-    resumed = run(tmp_path / "b", 3, resume=True)
-    keys = [k for k in straight[-1] if k.startswith(("ppo/", "value/", "rollout/return"))]
-    assert keys and {k: straight[-1][k] for k in keys} == {k: resumed[0][k] for k in keys}
+    assert_resumes_exactly(tmp_path, lambda out: [
+        *_overrides(out, coin_start["SayYes-v0"], "SayYes-v0", 3), "ppo.kl_coef=0.5",
+        "rollout.episodes_per_iter=16"], ("ppo/", "value/"))

@@ -4,6 +4,7 @@ their config errors, and learnability through the loop on the tiny yes/no envs."
 import pytest
 import torch
 import user_envs  # noqa: F401
+from resume import assert_resumes_exactly
 
 from archer import loop
 from archer.algorithms.filtered_bc import filter_episodes, return_threshold
@@ -164,18 +165,7 @@ def test_group_size_needs_task_ids(tmp_path, coin_start):
     ("filtered_bc", ["filtered_bc.percentile=50", "filtered_bc.batch_size=16"]),
 ])
 def test_resume_continues_exactly(tmp_path, coin_start, algo, extra):
-    """3 iterations straight == 2, a checkpoint, then 1 resumed: the same metrics (the running
-    baseline, the store, the RNGs and the optimizer come back)."""
-    def run(out, iterations, resume=False):
-        over = [*_overrides(out, coin_start["SayYes-v0"], "SayYes-v0"), f"algo={algo}",
-                "train.save_every=1", f"train.iterations={iterations}", *extra]
-        if resume:
-            over.append("train.resume=true")
-        return loop.run(load_config(overrides=over), final_eval=False, **QUIET)["history"]
-
-    straight = run(tmp_path / "a", 3)
-    run(tmp_path / "b", 2)
-    resumed = run(tmp_path / "b", 3, resume=True)
-    assert [h["iteration"] for h in resumed] == [2.0]
-    keys = [k for k in straight[-1] if k.startswith((f"{algo}/", "rollout/return"))]
-    assert keys and {k: straight[-1][k] for k in keys} == {k: resumed[0][k] for k in keys}
+    """The running baseline, the store, the RNGs and the optimizer come back."""
+    assert_resumes_exactly(tmp_path, lambda out: [
+        *_overrides(out, coin_start["SayYes-v0"], "SayYes-v0"), f"algo={algo}", *extra],
+        (f"{algo}/",))
