@@ -132,20 +132,15 @@ class Config:
             errors.append(("rollout.group_size", f"must be >= 2 for reinforce.baseline="
                            f"{self.reinforce.baseline} (a group of one has no baseline: "
                            "play each task id k times per iteration, or use baseline=running)"))
-        if self.algo == "reinforce" and (
+        if self.algo in ("reinforce", "agro") and (  # their steps take whole task groups
                 self.rollout.episodes_per_iter // self.rollout.group_size
-                < self.reinforce.minibatches):
-            errors.append(("reinforce.minibatches", "must be <= the groups per iteration "
+                < getattr(self, self.algo).minibatches):
+            errors.append((f"{self.algo}.minibatches", "must be <= the groups per iteration "
                            "(rollout.episodes_per_iter / rollout.group_size), got "
-                           f"{self.reinforce.minibatches}"))
+                           f"{getattr(self, self.algo).minibatches}"))
         if self.algo == "chai" and self.chai.critic.batch_size > self.buffer.capacity:
             errors.append(("chai.critic.batch_size", f"must be <= buffer.capacity "
                            f"({self.buffer.capacity}), got {self.chai.critic.batch_size}"))
-        if self.algo == "agro" and (self.agro.minibatches
-                                    > self.rollout.episodes_per_iter // self.rollout.group_size):
-            errors.append(("agro.minibatches", "must be <= the groups per iteration "
-                           "(rollout.episodes_per_iter / rollout.group_size), got "
-                           f"{self.agro.minibatches}"))
         if self.algo == "bc" and self.data.path is None:
             errors.append(("data.path", "algo=bc learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))
