@@ -104,13 +104,11 @@ def policy_step(
     engine.module.train(train_mode)
     for idx in parts:
         sub = rows.select(idx)
-        if entropy_coef > 0:
-            logp, ent = policy.token_logprobs(sub, model=engine, temperature=temperature,
-                                              grad=True, entropy=True)
-        else:
-            logp = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True)
+        scored = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True,
+                                       entropy=entropy_coef > 0)
+        logp, ent = scored if entropy_coef > 0 else (scored, None)
         value, m = loss(logp, sub, idx)
-        if entropy_coef > 0:
+        if ent is not None:
             ent_sum = (ent * sub.action_mask.to(ent.device)).sum() / n_tokens  # its share
             value = value - entropy_coef * ent_sum
             m[f"{prefix}/entropy"] = float(ent_sum.detach())
