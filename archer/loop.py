@@ -133,10 +133,12 @@ def _sync(collector: Any, acting: Acting) -> None:
     if getattr(collector, "policy", None) is acting.policy:
         collector.set_version(acting.version)  # it acts with our model, updated in place
         return
+    from archer.models.policy import acting_state_dict
+
     # Under ZeRO-3 the gathered tensors are released when the block ends: copy them.
     with acting.gathered():
         state = {k: v.detach().to("cpu").clone()
-                 for k, v in acting.policy.model.state_dict().items()}
+                 for k, v in acting_state_dict(acting.policy.model).items()}
     collector.set_weights(state, acting.version)
 
 

@@ -97,19 +97,23 @@ def save_policy(policy: Policy, engine: Any, directory: Path) -> None:
 
 def start_policy(cfg: Config, run: RunContext, method: str, *, lr: float, batch_size: int,
                  grad_clip: float, kl_coef: float = 0.0,
+                 heads: dict[str, torch.nn.Module] | None = None,
                  ) -> tuple[Policy, Any, torch.nn.Module | None]:
     """The policy at `run.init_policy` trained inside an actor engine (`cfg.deepspeed`, rows of
     `batch_size` per optimizer step), in eval mode (no dropout: scoring must match acting),
     and, when `kl_coef > 0`, a frozen copy of the starting weights as the KL reference, in
-    the engine's precision."""
+    the engine's precision. `heads` are attached to the policy model (`attach_head`) before
+    the engine is built, so they train with it; the reference has none."""
     from archer.distributed.engine import build_actor_engine
-    from archer.models.policy import Policy
+    from archer.models.policy import Policy, attach_head
 
     if run.init_policy is None:
         raise ValueError(f"{method} starts from a policy: the loop passes the warm start")
     policy = Policy.from_pretrained(run.init_policy, cfg.device, cfg.model.max_context_tokens,
                                     reserve=cfg.generation.max_new_tokens)
     ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if kl_coef > 0 else None
+    for name, head in (heads or {}).items():
+        attach_head(policy.model, name, head.to(cfg.device))
     engine = build_actor_engine(policy.model, cfg.deepspeed, lr=lr, batch_size=batch_size,
                                 grad_clip=grad_clip, device=cfg.device)
     policy.model = engine.module

@@ -14,6 +14,11 @@ time limit, an env error) bootstraps from V of its last state, the final observa
 
 Strictly on-policy: an iteration's turns are used for `epochs` passes of `minibatches` steps
 (policy and value each), against the behaviour log-probs stored at sampling, then dropped.
+
+The value model (`ppo.value_model`): `separate`, a copy of the start policy's transformer with
+a scalar head and its own optimizer (`ppo.value_lr`); or `shared`, a scalar head on the
+policy's own last hidden state, trained in the policy's step on
+policy loss + `ppo.value_coef` x value loss (one backward, one optimizer, one gradient clip).
 """
 
 from __future__ import annotations
@@ -110,6 +115,28 @@ class TokenValueModel(nn.Module):
         return model.to(device).eval()
 
 
+SHARED_HEAD = "value_head"
+"""The submodule name of the shared value head on the policy model."""
+
+
+class SharedValueHead(nn.Module):
+    """A scalar head on the policy's own hidden states (value_model=shared). `forward(hidden,
+    width)` takes the hidden states the LM head reads at a batch's last K columns ([B, K, H],
+    `Policy.score(hidden=True)`) and gives [B, width]: at each of the last K - 1 columns, V of
+    the state before that column's token (the hidden state one column left); 0 elsewhere.
+    The last K - 1 columns hold every action token, so this lines up with `action_mask`."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.linear.weight, std=1e-3)  # values start near 0, as the separate
+        nn.init.zeros_(self.linear.bias)  # model's
+
+    def forward(self, hidden: torch.Tensor, width: int) -> torch.Tensor:
+        v = self.linear(hidden[:, :-1]).squeeze(-1).float()  # [B, K-1]
+        return nn.functional.pad(v, (width - v.shape[1], 0))  # [B, width]
+
+
 def _cut(x: torch.Tensor, width: int) -> torch.Tensor:
     """The last `width` columns: a `TokenBatch.select` drops leading columns only (rows end at
     the last column), so per-token tensors of the whole batch line up this way."""
@@ -120,14 +147,30 @@ def _cut(x: torch.Tensor, width: int) -> torch.Tensor:
 class TokenPPO:
     data = "online"
 
-    def __init__(self, s: TokenPPOConfig, policy: Policy, engine: Any, value: TokenValueModel,
-                 ref: torch.nn.Module | None, temperature: float, seed: int, device: str):
+    def __init__(self, s: TokenPPOConfig, policy: Policy, engine: Any,
+                 value: TokenValueModel | None, ref: torch.nn.Module | None, temperature: float,
+                 seed: int, device: str):
+        """`value` is the separate value model, None with value_model=shared (the head is
+        then `policy.model.value_head`)."""
         self.s, self.policy, self.engine, self.value, self.ref = s, policy, engine, value, ref
         self.temperature = temperature or 1.0
         self.device = device
-        self.value_opt = torch.optim.AdamW(value.parameters(), lr=s.value_lr, weight_decay=0.0)
+        self.value_opt = (None if value is None else
+                          torch.optim.AdamW(value.parameters(), lr=s.value_lr, weight_decay=0.0))
         self.rng = torch.Generator().manual_seed(seed)
         self.version = 0
+
+    @property
+    def shared(self) -> bool:
+        return self.value is None
+
+    def _predict(self, rows: TokenBatch) -> torch.Tensor:
+        """V [B, T] before each column's token, from the value model in use (no gradient)."""
+        if self.value is not None:
+            return self.value(rows)
+        hidden = self.policy.score(rows, temperature=self.temperature, hidden=True).hidden
+        assert hidden is not None
+        return getattr(self.policy.model, SHARED_HEAD)(hidden, rows.input_ids.shape[1])
 
     @torch.no_grad()
     def _values(self, rows: TokenBatch) -> torch.Tensor:
@@ -135,7 +178,7 @@ class TokenPPO:
         out = torch.zeros(rows.input_ids.shape, dtype=torch.float32)
         for idx in _parts(len(rows), min(len(rows), self.s.micro_batches)):
             sub = rows.select(idx)
-            out[idx, out.shape[1] - sub.input_ids.shape[1]:] = self.value(sub).cpu()
+            out[idx, out.shape[1] - sub.input_ids.shape[1]:] = self._predict(sub).cpu()
         return out
 
     def advantages(self, episodes: list[Trajectory], rows: TokenBatch, owner: list[int],
@@ -195,22 +238,36 @@ class TokenPPO:
                                          sub.action_mask.to(logp.device), a, self.s.clip_eps,
                                          n, prefix="ppo")
 
-                m = policy_step(self.engine, self.policy, step, loss, micro_batch_size=None,
-                                temperature=self.temperature, ref=self.ref,
-                                kl_coef=self.s.kl_coef, prefix="ppo",
-                                entropy_coef=self.s.entropy_coef)
-
-                def value_loss(part: list[int], step=step, s_ret=s_ret, s_old=s_old, n=n):
-                    sub = step.select(part)
-                    v = self.value(sub)  # [b, t]
-                    t = v.shape[1]
+                def value_loss(v: torch.Tensor, sub: TokenBatch, part: list[int],
+                               s_ret=s_ret, s_old=s_old, n=n) -> tuple[torch.Tensor, Metrics]:
+                    t = v.shape[1]  # v [b, t]: V before each column's token
                     return clipped_value_loss(
                         v, _cut(s_old[part], t).to(v.device), _cut(s_ret[part], t).to(v.device),
                         sub.action_mask.to(v.device), self.s.value_clip, n)
 
-                parts = _parts(len(step), min(len(step), self.s.micro_batches))
-                m.update(module_step(self.value, self.value_opt, parts, value_loss,
-                                     grad_clip=self.s.grad_clip, prefix="value"))
+                def shared_value_loss(hidden: torch.Tensor, sub: TokenBatch, part: list[int],
+                                      value_loss=value_loss) -> tuple[torch.Tensor, Metrics]:
+                    head = getattr(self.policy.model, SHARED_HEAD)
+                    v_loss, vm = value_loss(head(hidden, sub.input_ids.shape[1]), sub, part)
+                    return self.s.value_coef * v_loss, vm
+
+                m = policy_step(self.engine, self.policy, step, loss, micro_batch_size=None,
+                                temperature=self.temperature, ref=self.ref,
+                                kl_coef=self.s.kl_coef, prefix="ppo",
+                                entropy_coef=self.s.entropy_coef,
+                                aux_loss=shared_value_loss if self.shared else None)
+                if self.value is not None:
+                    assert self.value_opt is not None
+                    value = self.value
+
+                    def separate_loss(part: list[int], step=step, value_loss=value_loss,
+                                      value=value) -> tuple[torch.Tensor, Metrics]:
+                        sub = step.select(part)
+                        return value_loss(value(sub), sub, part)
+
+                    parts = _parts(len(step), min(len(step), self.s.micro_batches))
+                    m.update(module_step(value, self.value_opt, parts, separate_loss,
+                                         grad_clip=self.s.grad_clip, prefix="value"))
                 history.append(m)
         self.policy.model.eval()
         self.version += 1
@@ -223,24 +280,36 @@ class TokenPPO:
         return engine_acting(self.policy, self.engine, self.version)
 
     def save(self, directory: Path) -> None:
+        """The policy (its HF export without the shared head; the engine checkpoint holds the
+        head and its optimizer state), the reference, the separate value model if any."""
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
-        (directory / "value").mkdir(parents=True, exist_ok=True)
-        self.value.save_pretrained(directory / "value")
-        torch.save({"optimizer": self.value_opt.state_dict(), "rng": self.rng.get_state()},
-                   directory / "ppo_state.pt")
-        (directory / "ppo_state.json").write_text(json.dumps({"version": self.version}))
+        state: dict[str, Any] = {"rng": self.rng.get_state()}
+        if self.value is not None:
+            assert self.value_opt is not None
+            (directory / "value").mkdir(parents=True, exist_ok=True)
+            self.value.save_pretrained(directory / "value")
+            state["optimizer"] = self.value_opt.state_dict()
+        torch.save(state, directory / "ppo_state.pt")
+        (directory / "ppo_state.json").write_text(json.dumps(
+            {"version": self.version, "value_model": self.s.value_model}))
 
     def load(self, directory: Path) -> None:
         try:
+            saved = json.loads((directory / "ppo_state.json").read_text())
+            kind = saved.get("value_model", "separate")
+            if kind != self.s.value_model:
+                raise ValueError(f"the checkpoint's value model is {kind!r}, the config's "
+                                 f"ppo.value_model is {self.s.value_model!r}")
             self.engine.load_checkpoint(directory / "engine")
-            self.value = TokenValueModel.from_pretrained(directory / "value", self.device)
-            self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.s.value_lr,
-                                               weight_decay=0.0)
             state = torch.load(directory / "ppo_state.pt", weights_only=False)
-            self.value_opt.load_state_dict(state["optimizer"])
+            if self.value is not None:
+                self.value = TokenValueModel.from_pretrained(directory / "value", self.device)
+                self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.s.value_lr,
+                                                   weight_decay=0.0)
+                self.value_opt.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
-            self.version = int(json.loads((directory / "ppo_state.json").read_text())["version"])
+            self.version = int(saved["version"])
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"cannot resume PPO from {directory}: {err}") from None
         self.policy.model = self.engine.module
@@ -249,14 +318,22 @@ class TokenPPO:
 
 
 def build(cfg: Config, run: RunContext) -> TokenPPO:
-    """Token PPO from `cfg.ppo` and the policy at `run.init_policy`; the value model is that
-    policy's transformer (loaded without its LM head) with a near-zero scalar head."""
-    from transformers import AutoModel
+    """Token PPO from `cfg.ppo` and the policy at `run.init_policy`. The value model: that
+    policy's transformer (loaded without its LM head) with a near-zero scalar head
+    (`separate`), or a near-zero scalar head on the policy itself (`shared`)."""
+    from transformers import AutoConfig, AutoModel
 
     s = cfg.ppo
+    heads = None
+    if s.value_model == "shared":
+        width = AutoConfig.from_pretrained(str(run.init_policy)).get_text_config().hidden_size
+        heads = {SHARED_HEAD: SharedValueHead(int(width))}
     policy, engine, ref = start_policy(
         cfg, run, "PPO", lr=s.lr, batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches,
-        grad_clip=s.grad_clip, kl_coef=s.kl_coef)
-    value = TokenValueModel(AutoModel.from_pretrained(str(run.init_policy))).to(cfg.device).eval()
+        grad_clip=s.grad_clip, kl_coef=s.kl_coef, heads=heads)
+    value = None
+    if s.value_model == "separate":
+        value = TokenValueModel(AutoModel.from_pretrained(str(run.init_policy)))
+        value = value.to(cfg.device).eval()
     return TokenPPO(s, policy, engine, value, ref, cfg.generation.temperature, cfg.seed,
                     cfg.device)

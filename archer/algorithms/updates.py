@@ -26,6 +26,9 @@ Metrics = dict[str, float]
 PolicyLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
 """(token_logp [b, T] of the micro-batch, its rows, their indices in the step) -> (loss, metrics).
 The loss is a partial sum over the micro-batch divided by a whole-step normaliser."""
+AuxLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
+"""(hidden [b, K, H] the LM head's input at the last K columns, the micro-batch's rows, their
+indices in the step) -> (loss share, metrics): a loss on the same forward as the policy's."""
 
 
 def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: Sampling,
@@ -73,10 +76,11 @@ def policy_step(
     engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *,
     micro_batch_size: int | None, temperature: float = 1.0,
     ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
-    train_mode: bool = False, entropy_coef: float = 0.0,
+    train_mode: bool = False, entropy_coef: float = 0.0, aux_loss: AuxLoss | None = None,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`, - entropy_coef x the
-    mean entropy of pi_T over the step's action tokens) over `rows`.
+    mean entropy of pi_T over the step's action tokens, + `aux_loss` on the hidden states of
+    the same forward: a value head on the policy) over `rows`.
 
     The engine averages the gradients of its `gradient_accumulation_steps` micro-batches, so
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
@@ -104,10 +108,15 @@ def policy_step(
     engine.module.train(train_mode)
     for idx in parts:
         sub = rows.select(idx)
-        scored = policy.token_logprobs(sub, model=engine, temperature=temperature, grad=True,
-                                       entropy=entropy_coef > 0)
-        logp, ent = scored if entropy_coef > 0 else (scored, None)
+        scored = policy.score(sub, model=engine, temperature=temperature, grad=True,
+                              entropy=entropy_coef > 0, hidden=aux_loss is not None)
+        logp, ent = scored.logp, scored.entropy
         value, m = loss(logp, sub, idx)
+        if aux_loss is not None:
+            assert scored.hidden is not None
+            extra, am = aux_loss(scored.hidden, sub, idx)
+            value = value + extra
+            m.update(am)
         if ent is not None:
             ent_sum = (ent * sub.action_mask.to(ent.device)).sum() / n_tokens  # its share
             value = value - entropy_coef * ent_sum

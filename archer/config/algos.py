@@ -342,10 +342,18 @@ class TokenPPOConfig:
     lr: float = 1e-4
     """Policy AdamW learning rate (as archer.actor.lr)."""
     value_lr: float = 1e-4
-    """Value model AdamW learning rate."""
+    """Value model AdamW learning rate (value_model=separate; a shared head trains at lr)."""
     value_model: str = "separate"
     """separate: the value model is a copy of the starting policy's transformer with a scalar
-    head, trained by its own optimizer (the usual RLHF choice)."""
+    head, trained by its own optimizer (the usual RLHF choice). shared: a scalar head on the
+    policy's last hidden state, trained in the policy's step on policy loss + value_coef x
+    value loss (half the memory and compute of a second transformer; the two losses share
+    the trunk's gradient)."""
+    value_coef: float = 0.1
+    """Weight of the value loss in the policy's step (value_model=shared only). The value
+    loss's gradient reaches the logits through the shared trunk, unclipped by the ratio clip;
+    0.1 is TRL's choice for its value head on the policy (at 0.5 a SayYes test run learned,
+    then collapsed)."""
     gamma: float = 1.0
     """Discount per agent token."""
     lam: float = 0.95
@@ -371,8 +379,8 @@ class TokenPPOConfig:
     """Max global grad norm for the policy and for the value model; 0 disables."""
 
     def check(self) -> list[tuple[str, str]]:
-        errors = _choice("value_model", self.value_model, ("separate",))
-        for key in ("lr", "value_lr"):
+        errors = _choice("value_model", self.value_model, ("separate", "shared"))
+        for key in ("lr", "value_lr", "value_coef"):
             if not getattr(self, key) > 0:
                 errors.append((key, f"must be > 0, got {getattr(self, key)}"))
         for key in ("gamma", "lam"):

@@ -25,7 +25,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from archer.errors import PolicyLoadError
 
-__all__ = ["Generation", "Policy", "PolicyLoadError", "Sampling", "TokenBatch"]
+__all__ = [
+    "Generation", "Policy", "PolicyLoadError", "Sampling", "Scores", "TokenBatch",
+    "acting_state_dict", "attach_head",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ class Sampling:
             top_p=float(gen.top_p),
             stop_on_newline=bool(gen.stop_on_newline),
         )
+
+
+@dataclass
+class Scores:
+    """What one scoring forward returns (`Policy.score`)."""
+
+    logp: torch.Tensor
+    """[B, T] log pi_T of each action id, 0 elsewhere."""
+    entropy: torch.Tensor | None = None
+    """[B, T] entropy of pi_T(.|prefix) at each action position, 0 elsewhere."""
+    hidden: torch.Tensor | None = None
+    """[B, K, H] the LM head's input at the last K = (longest action) + 1 columns."""
 
 
 @dataclass
@@ -118,6 +133,30 @@ def inverse_cdf_sample(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)  # [B]
     last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # last index with p > 0
     return torch.minimum(idx, last)
+
+
+TRAINING_HEADS = "_archer_training_heads"
+"""Attribute of a policy model naming the modules `attach_head` added to it."""
+
+
+def attach_head(model: PreTrainedModel, name: str, head: torch.nn.Module) -> None:
+    """Add `head` to `model` as submodule `name`: it trains with the model (an engine built
+    afterwards owns its parameters, and its checkpoints hold it), but it is not part of the
+    policy: `save_pretrained` leaves it out (the HF export loads as a plain causal LM) and so
+    does `acting_state_dict` (rollout workers' models have no such head)."""
+    if hasattr(model, name):
+        raise ValueError(f"the policy model already has an attribute {name!r}")
+    model.add_module(name, head)
+    setattr(model, TRAINING_HEADS, (*getattr(model, TRAINING_HEADS, ()), name))
+    ignored = set(model._keys_to_ignore_on_save or ())
+    model._keys_to_ignore_on_save = ignored | {f"{name}.{k}" for k in head.state_dict()}
+
+
+def acting_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`model.state_dict()` without the heads `attach_head` added: the weights a copy of the
+    policy elsewhere (a rollout worker) loads."""
+    heads = tuple(f"{name}." for name in getattr(model, TRAINING_HEADS, ()))
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(heads)}
 
 
 class Policy:
@@ -419,35 +458,58 @@ class Policy:
         model: Callable[..., Any] | None = None,
         temperature: float = 1.0,
         grad: bool = False,
-        entropy: bool = False,
-    ) -> Any:
+    ) -> torch.Tensor:
         """[B, T] log pi_T of each action id of `batch` (0 elsewhere); temperature 0 counts
-        as 1, as greedy log-probs are stored. With `entropy`, also [B, T] the entropy of
-        pi_T(.|prefix) at each action position (0 elsewhere): (logp, entropy).
+        as 1, as greedy log-probs are stored. `model` scores with another module of the same
+        vocabulary (a DeepSpeed engine, a frozen reference); default: this policy's."""
+        return self.score(batch, model, temperature, grad).logp
+
+    def score(
+        self,
+        batch: TokenBatch,
+        model: Callable[..., Any] | None = None,
+        temperature: float = 1.0,
+        grad: bool = False,
+        entropy: bool = False,
+        hidden: bool = False,
+    ) -> Scores:
+        """`token_logprobs` of one forward, with what else that forward can give: `entropy`,
+        [B, T] the entropy of pi_T(.|prefix) at each action position (0 elsewhere), and
+        `hidden`, [B, K, H] the hidden state the LM head reads at the last K columns (after
+        the final norm; what a value head on the policy reads).
 
         Rows end at column T-1, so the logits of the last K = (longest action) + 1 positions
-        predict every action id: only those are computed (`logits_to_keep=K`). `model` scores
-        with another module of the same vocabulary (a DeepSpeed engine, a frozen reference);
-        default: this policy's.
+        predict every action id: only those are computed (`logits_to_keep=K`).
         """
         model = model if model is not None else self.model
         temperature = temperature if temperature > 0 else 1.0
         width = batch.input_ids.shape[1]
         longest = int(batch.action_mask.sum(-1).max())
+        seen: list[torch.Tensor] = []
+        hook = None
+        if hidden:  # the LM head's input: the same tensor whatever the architecture names it
+            head = getattr(model, "module", model).get_output_embeddings()
+            hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        try:
+            with torch.set_grad_enabled(grad):
+                out = model(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    logits_to_keep=longest + 1,
+                )
+        finally:
+            if hook is not None:
+                hook.remove()
         with torch.set_grad_enabled(grad):
-            logits = model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                logits_to_keep=longest + 1,
-            ).logits
-            logits = logits[:, -(longest + 1) : -1]  # [B, L, V] predicting columns T-L..T-1
+            logits = out.logits[:, -(longest + 1) : -1]  # [B, L, V] predicting columns T-L..T-1
             logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, L, V]
             targets = batch.input_ids[:, width - longest :]  # [B, L]
             picked = logp.gather(-1, targets[:, :, None]).squeeze(-1)  # [B, L]
             picked = picked * batch.action_mask[:, width - longest :]  # [B, L]
             picked = torch.nn.functional.pad(picked, (width - longest, 0))  # [B, T]
-            if not entropy:
-                return picked
-            ent = -(logp.exp() * logp).sum(-1) * batch.action_mask[:, width - longest :]  # [B, L]
-            return picked, torch.nn.functional.pad(ent, (width - longest, 0))  # [B, T] each
+            ent = None
+            if entropy:
+                ent = -(logp.exp() * logp).sum(-1) * batch.action_mask[:, width - longest :]
+                ent = torch.nn.functional.pad(ent, (width - longest, 0))  # [B, T]
+        return Scores(picked, ent, seen[-1][:, -(longest + 1):] if hidden else None)

@@ -33,6 +33,12 @@ PER_ALGO = {
 }
 
 
+# Variants whose parameters differ: PPO's value head on the policy (its parameters are the
+# policy model's, so "policy" covers them).
+CASES = {**{name: (name, args) for name, args in PER_ALGO.items()},
+         "ppo+shared": ("ppo", [*PER_ALGO["ppo"], "ppo.value_model=shared"])}
+
+
 def test_every_algorithm_is_covered():
     assert set(PER_ALGO) == set(algorithms.ALGORITHMS)
 
@@ -53,10 +59,11 @@ def trainable(module):
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("name", sorted(algorithms.ALGORITHMS))
-def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_path):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_path):
     data, policy_dir = start
-    cfg = load_config(overrides=[*COMMON, *PER_ALGO[name], f"algo={name}",
+    name, args = CASES[case]
+    cfg = load_config(overrides=[*COMMON, *args, f"algo={name}",
                                  f"output_dir={tmp_path}", f"data.path={data / 'd.jsonl'}"])
     algo = algorithms.build(cfg, RunContext(out=tmp_path, init_policy=policy_dir,
                                             corpus=["Answer yes or no.\n", "yes", "no"] * 5))
@@ -66,8 +73,10 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(name, start, tmp_pa
         frozen["policy"] = owned.pop("policy")
     if name in ("archer", "chai"):
         owned["critic"] = algo.critic
-    if name == "ppo":
+    if name == "ppo" and algo.value is not None:
         owned["value"] = algo.value
+    if case == "ppo+shared":
+        assert any(n.startswith("value_head.") for n in trainable(owned["policy"]))
     if name in ("archer", "reinforce", "ppo", "agro"):
         frozen["reference"] = algo.ref
     before = {k: trainable(m) for k, m in owned.items()}

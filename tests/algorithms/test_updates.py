@@ -135,13 +135,14 @@ def test_critic_step_accumulates_one_mean_and_leaves_eval_mode():
 
 
 def test_entropy_bonus_is_the_mean_entropy_and_raises_it(tiny_policy):
-    """token_logprobs(entropy=True) gives -sum_v p log p at each action position (checked
+    """score(entropy=True) gives -sum_v p log p at each action position (checked
     against a direct softmax); an entropy-only step (zero loss) raises the mean entropy, and
     the bonus is a whole-step mean (1 x 8 == 4 x 2)."""
     policy = Policy(copy.deepcopy(tiny_policy.model), tiny_policy.tokenizer,
                     max_context_tokens=tiny_policy.max_context_tokens, reserve=6)
     rows = rows_of(policy)
-    logp, ent = policy.token_logprobs(rows, entropy=True)
+    scored = policy.score(rows, entropy=True)
+    logp, ent = scored.logp, scored.entropy
     with torch.no_grad():
         logits = policy.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask,
                               position_ids=rows.position_ids).logits.float()
@@ -160,7 +161,7 @@ def test_entropy_bonus_is_the_mean_entropy_and_raises_it(tiny_policy):
         engine.optimizer = torch.optim.SGD(engine._params, lr=1.0)
         m = policy_step(engine, p, rows, lambda lp, s, i: ((lp * 0).sum(), {}),
                         micro_batch_size=micro, entropy_coef=0.5)
-        _, after = p.token_logprobs(rows, entropy=True)
+        after = p.score(rows, entropy=True).entropy
         return m, after
 
     m8, after8 = step(8)
