@@ -35,7 +35,8 @@ COMMON = [f"env.id={ENV}", "model.vocab_size=300", "model.max_context_tokens=96"
           "deepspeed.micro_batch_size=8", "train.eval_every=0", "train.tensorboard=false",
           "buffer.capacity=4000", "critic.hidden_dim=32"]
 METHODS = {
-    # the settings of the three-turn learnability test (tests/test_archer.py)
+    # the settings of the three-turn learnability test (tests/test_archer.py), with the
+    # critic's default pair features (critic.q_input=pair)
     "archer": ["archer.warmup_iters=2", "archer.critic.batch_size=32",
                "archer.critic.updates_per_iter=10", "archer.critic.lr=3e-3",
                "archer.critic.gamma=0.9", "archer.actor.batch_size=16",
@@ -47,15 +48,16 @@ METHODS = {
                   "reinforce.kl_coef=0"],
     "filtered_bc": ["filtered_bc.lr=1e-3", "filtered_bc.percentile=50",
                     "filtered_bc.batch_size=16"],
-    # the same with the critic's pair features (critic.q_input=pair): see docs/algorithms.md
-    "archer+pair": ["archer.warmup_iters=2", "archer.critic.batch_size=32",
-                    "archer.critic.updates_per_iter=10", "archer.critic.lr=3e-3",
-                    "archer.critic.gamma=0.9", "archer.actor.batch_size=16",
-                    "archer.actor.updates_per_iter=2", "archer.actor.lr=5e-4",
-                    "archer.actor.baseline=v", "archer.actor.samples_per_state=1",
-                    "archer.actor.kl_coef=0", "critic.q_input=pair"],
+    # the same with the paper's concat critic input (the default before 2026-12-01)
+    "archer+concat": ["archer.warmup_iters=2", "archer.critic.batch_size=32",
+                      "archer.critic.updates_per_iter=10", "archer.critic.lr=3e-3",
+                      "archer.critic.gamma=0.9", "archer.actor.batch_size=16",
+                      "archer.actor.updates_per_iter=2", "archer.actor.lr=5e-4",
+                      "archer.actor.baseline=v", "archer.actor.samples_per_state=1",
+                      "archer.actor.kl_coef=0", "critic.q_input=concat"],
+    # measured with the concat critic input (the default then): pinned to reproduce it
     "chai": ["chai.critic.batch_size=32", "chai.critic.updates_per_iter=10",
-             "chai.critic.lr=3e-3", "chai.critic.gamma=0.9"],
+             "chai.critic.lr=3e-3", "chai.critic.gamma=0.9", "critic.q_input=concat"],
     "agro": ["rollout.group_size=4", "agro.lr=1e-3", "agro.beta=0.05"],
 }
 
@@ -70,7 +72,7 @@ def start(tmp: Path, seed: int, episodes: int = 200, epochs: int = 10) -> str:
 
 def run(method: str, init: str, out: Path, seed: int, iterations: int, episodes: int,
         ) -> tuple[float, float]:
-    algo = method.split("+")[0]  # "archer+pair" is algo=archer with other settings
+    algo = method.split("+")[0]  # "archer+concat" is algo=archer with other settings
     cfg = load_config(overrides=[*COMMON, *METHODS[method], f"algo={algo}", f"seed={seed}",
                                  f"output_dir={out}", f"train.init_policy={init}",
                                  f"train.iterations={iterations}", f"eval.episodes={episodes}"])

@@ -84,7 +84,7 @@ def test_config_show_prints_the_resolved_config(capsys):
     assert main(["config", "show", "algo=bc", "data.path=d.jsonl", "bc.lr=0.5"]) == 0
     out = capsys.readouterr().out
     assert "algo=bc: only the 'bc' algorithm section is read" in out
-    assert "lr: 0.5" in out and "archer:" in out and "warmup_iters: 5" in out
+    assert "lr: 0.5" in out and "archer:" in out and "warmup_iters: 3" in out
 
 
 def test_algos_lists_the_registry(capsys):

@@ -148,7 +148,7 @@ class PGActorConfig:
 class ArcherConfig:
     """ArCHer (Zhou et al. 2024): utterance-level off-policy critic, token-level actor."""
 
-    warmup_iters: int = 5
+    warmup_iters: int = 3
     """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
     critic: TDCriticConfig = field(default_factory=TDCriticConfig)
     actor: PGActorConfig = field(default_factory=PGActorConfig)

@@ -207,7 +207,7 @@ class DeepSpeedConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 40
+    iterations: int = 20
     """Loop iterations: online, one collect -> learn cycle each; offline, one `learn()` (for
     bc, one epoch over the dataset)."""
     eval_every: int = 10
@@ -253,10 +253,12 @@ class CriticConfig:
     """Freeze the encoder and cache its embeddings; only the Q/V heads train."""
     hidden_dim: int = 256
     """Width of the Q and V head MLPs."""
-    q_input: str = "concat"
-    """What the Q heads read: concat, [E(s); E(a)] (the paper), or pair, [E(s); E(a); E(s)*E(a);
-    |E(s) - E(a)|] (elementwise interactions, so the heads can compare an utterance with the
-    dialogue it continues, e.g. notice a repeated question)."""
+    q_input: str = "pair"
+    """What the Q heads read: pair, [E(s); E(a); E(s)*E(a); |E(s) - E(a)|] (elementwise
+    interactions, so the heads can compare an utterance with the dialogue it continues, e.g.
+    notice a repeated question), or concat, [E(s); E(a)] (the paper's). pair is the default:
+    on EarlyChoice-v0 a concat critic barely told the two first answers apart, and on Twenty
+    Questions it learned faster (docs/algorithms.md, docs/training.md)."""
     max_length: int = 256
     """Token limit of a state or an utterance given to the encoder (states keep their end)."""
 
