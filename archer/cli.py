@@ -142,12 +142,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """`cfg.algo` through the loop: for an online algorithm, the SFT warm start (cached) unless
     train.init_policy is set, then training; the start and the result side by side."""
+    from archer.algorithms import OFFLINE
     from archer.loop import run
 
     cfg = _config(args, [])
     t0 = time.time()
+    offline = cfg.algo in OFFLINE
     what = (f"{cfg.rollout.episodes_per_iter} episodes, {cfg.rollout.num_workers} Ray rollout "
-            f"worker(s)") if cfg.algo != "bc" else f"epochs of {cfg.data.path}"
+            f"worker(s)") if not offline else f"epochs of {cfg.data.path}"
     detail = f", actor loss {cfg.archer.actor.loss}" if cfg.algo == "archer" else ""
     print(f"archer train: algo={cfg.algo}, {cfg.env.id}, {cfg.train.iterations} iterations x "
           f"{what}{detail}, DeepSpeed "
@@ -155,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{cfg.output_dir}")
     result = run(cfg, progress=not args.quiet)
     before, after = result["before"], result["after"]
-    start = "start (SFT)" if cfg.train.init_policy is None and cfg.algo != "bc" else "start"
+    start = "start (SFT)" if cfg.train.init_policy is None and not offline else "start"
     rows = [(start, before), (f"after {cfg.algo}", after)]
     note = f" ({result['heldout_note']})" if result["heldout_note"] else ""
     print(f"\nEvaluation on {cfg.env.id}, split '{cfg.eval.split}'{note}, "

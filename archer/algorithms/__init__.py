@@ -24,6 +24,8 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "archer.algorithms.ppo",
     "chai": "archer.algorithms.chai",
     "agro": "archer.algorithms.agro",
+    "refit": "archer.algorithms.refit",
+    "swift": "archer.algorithms.swift",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
@@ -35,8 +37,14 @@ SUMMARIES: dict[str, str] = {
     "ppo": "online, on-policy: token-level PPO with a token value model and GAE over agent tokens",
     "chai": "online, replay: ArCHer's critic over a frozen policy; acts by the best of k samples",
     "agro": "online, on- and off-policy: trajectory PG on R - beta log(pi/pi_ref), per-task baseline",
+    "refit": "offline: reward-weighted fine-tuning, episode weight = return mapped into [0, 1]",
+    "swift": "offline: reward-weighted fine-tuning, returns standardised per task id",
 }
 """One line per algorithm for `archer algos`."""
+
+OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift"})
+"""Algorithms that learn from `data.path` and start without a warm start (from
+train.init_policy, model.path, or a tiny model trained on the data)."""
 
 
 def build(cfg: Config, run: RunContext) -> Algorithm:

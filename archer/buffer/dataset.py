@@ -47,6 +47,12 @@ def write_trajectories(trajectories: Iterable[Trajectory], path: str | os.PathLi
 
 
 def iter_trajectories(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
+    for _, traj in iter_located(path):
+        yield traj
+
+
+def iter_located(path: str | os.PathLike[str]) -> Iterator[tuple[str, Trajectory]]:
+    """Each episode with where it is ("<path>, line N"), for errors about its content."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset file not found: {path}")
@@ -71,9 +77,10 @@ def iter_trajectories(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
                 if bad:
                     raise DatasetError(f"{where}: turn {i} lacks {bad}")
             try:
-                yield Trajectory.from_dict(record)
+                traj = Trajectory.from_dict(record)
             except (TypeError, ValueError) as err:
                 raise DatasetError(f"{where}: {err}") from None
+            yield where, traj
 
 
 def read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:

@@ -28,7 +28,9 @@ from archer.config.algos import (
     ChaiConfig,
     FilteredBCConfig,
     PGActorConfig,
+    RefitConfig,
     ReinforceConfig,
+    SwiftConfig,
     TDCriticConfig,
     TokenPPOConfig,
 )
@@ -51,8 +53,8 @@ from archer.config.sections import (
 __all__ = [
     "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
     "ConfigError", "CriticConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
-    "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "ReinforceConfig",
-    "RolloutConfig", "TDCriticConfig", "TokenPPOConfig",
+    "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "RefitConfig",
+    "ReinforceConfig", "RolloutConfig", "SwiftConfig", "TDCriticConfig", "TokenPPOConfig",
     "TrainConfig", "load_config", "to_yaml",
 ]
 
@@ -105,10 +107,14 @@ class Config:
     """algo=chai: ArCHer's critic over a frozen policy, acting by reranking k samples."""
     agro: AgroConfig = field(default_factory=AgroConfig)
     """algo=agro: any-generation reward optimisation (on-policy plus replayed episodes)."""
+    refit: RefitConfig = field(default_factory=RefitConfig)
+    """algo=refit: offline reward-weighted fine-tuning, weights in [0, 1]."""
+    swift: SwiftConfig = field(default_factory=SwiftConfig)
+    """algo=swift: offline reward-weighted fine-tuning, weights standardised per task id."""
 
     def __post_init__(self) -> None:
         errors = []
-        from archer.algorithms import ALGORITHMS  # a dict of names: imports nothing heavy
+        from archer.algorithms import ALGORITHMS, OFFLINE  # names only: imports nothing heavy
 
         if self.algo not in ALGORITHMS:
             errors.append(("algo", f"must be one of {sorted(ALGORITHMS)}, got {self.algo!r}"))
@@ -141,8 +147,8 @@ class Config:
         if self.algo == "chai" and self.chai.critic.batch_size > self.buffer.capacity:
             errors.append(("chai.critic.batch_size", f"must be <= buffer.capacity "
                            f"({self.buffer.capacity}), got {self.chai.critic.batch_size}"))
-        if self.algo == "bc" and self.data.path is None:
-            errors.append(("data.path", "algo=bc learns offline from a dataset: set "
+        if self.algo in OFFLINE and self.data.path is None:
+            errors.append(("data.path", f"algo={self.algo} learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))
         if errors:
             raise ConfigError(

@@ -256,6 +256,56 @@ class BCConfig:
 
 
 @dataclass
+class SwiftConfig:
+    """Swift: reward-weighted fine-tuning with weights standardised per task id
+    (archer/algorithms/swift.py)."""
+
+    lr: float = 2e-3
+    """AdamW learning rate (BC's: both start from the same place, a tiny model or
+    train.init_policy)."""
+    batch_size: int = 8
+    """Episodes per optimizer step (all their agent turns)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables clipping."""
+    warmup_steps: int = 20
+    """Linear learning-rate warm-up steps, then cosine decay to 10% over the run (as BC)."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        for key in ("weight_decay", "grad_clip", "warmup_steps"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        return errors
+
+
+@dataclass
+class RefitConfig(SwiftConfig):
+    """Refit: reward-weighted fine-tuning, weight (R + reward_shift) x reward_scale in [0, 1]
+    (archer/algorithms/refit.py)."""
+
+    reward_shift: float = 0.0
+    """Added to every episode return before scaling."""
+    reward_scale: float = 1.0
+    """Multiplies the shifted return; the weight must land in [0, 1] (else a DatasetError
+    naming the episode). Twenty Questions (subset) returns run from -20 to -1:
+    reward_shift=20 reward_scale=0.05."""
+    allow_negative: bool = False
+    """Let weights below 0 through (they push an utterance's likelihood down, without a floor)."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = super().check()
+        if not self.reward_scale > 0:
+            errors.append(("reward_scale", f"must be > 0, got {self.reward_scale}"))
+        return errors
+
+
+@dataclass
 class ReinforceConfig:
     """Trajectory-level REINFORCE / GRPO: the whole episode's utterances are one response with
     the episode's return (single-turn RL, no critic)."""

@@ -30,6 +30,8 @@ PER_ALGO = {
                     "filtered_bc.percentile=0"],
     "chai": ["chai.critic.updates_per_iter=1", "chai.critic.batch_size=8", "chai.candidates=2"],
     "agro": ["rollout.episodes_per_iter=8", "rollout.group_size=2", "agro.micro_batches=2"],
+    "refit": ["refit.batch_size=8"],
+    "swift": ["swift.batch_size=8"],
 }
 
 

@@ -1,0 +1,179 @@
+"""Refit: offline RL as reward-weighted fine-tuning (Mukherjee, Kveton et al. 2025, arXiv
+2506.06964; ALGORITHMS.md). Swift (`archer/algorithms/swift.py`) is the same update with
+standardised weights.
+
+    loss = - (1/N) sum_episodes w_e sum_{agent turns t of e} log pi(a_t | s_t)
+
+over the N episodes of a step, log pi summed over each utterance's tokens; environment text is
+never a target. Refit's weight is the episode's return mapped into [0, 1],
+w = (R + reward_shift) x reward_scale: the paper's lower bound on the expected return needs
+w >= 0, so a weight outside [0, 1] is refused with an error naming the episode's file and
+line (`allow_negative` lets negative weights through, at the user's risk: minimising the
+log-likelihood of an utterance has no floor). No importance ratios, no temperature, no
+exponentiation.
+
+One loop iteration is one pass over the dataset's episodes in shuffled steps of `batch_size`
+episodes (all their agent turns), with BC's learning-rate schedule (linear warm-up, then
+cosine to 10%).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
+from archer.algorithms.bc import Example, turn_examples, warmup_cosine
+from archer.algorithms.losses import weighted_logp_loss
+from archer.algorithms.updates import policy_step
+from archer.buffer.dataset import DatasetError, iter_located
+from archer.errors import CheckpointError
+from archer.metrics import mean_metrics
+from archer.models.policy import Policy, TokenBatch
+from archer.types import Trajectory
+
+if TYPE_CHECKING:
+    from archer.config import Config, RefitConfig, SwiftConfig
+
+Metrics = dict[str, float]
+
+
+# ---------------------------------------------------------------------------- losses
+def refit_weights(returns: Sequence[float], where: Sequence[str], shift: float, scale: float,
+                  allow_negative: bool = False) -> list[float]:
+    """w_e = (R_e + shift) x scale for each episode; outside [0, 1] is a DatasetError naming
+    the episode (`where[e]`), except below 0 with `allow_negative`."""
+    weights = []
+    for r, at in zip(returns, where, strict=True):
+        w = (float(r) + shift) * scale
+        if w > 1.0 + 1e-9 or (w < -1e-9 and not allow_negative):
+            raise DatasetError(
+                f"{at}: return {r:g} gives the Refit weight (R + refit.reward_shift) x "
+                f"refit.reward_scale = ({r:g} + {shift:g}) x {scale:g} = {w:g}, outside [0, 1]: "
+                "set reward_shift and reward_scale so that every return maps into [0, 1]"
+                + ("" if w > 1 else " (or refit.allow_negative=true)"))
+        weights.append(w)
+    return weights
+
+
+def reward_weighted_loss(token_logp: torch.Tensor, mask: torch.Tensor, row_weights: torch.Tensor,
+                         n_episodes: float, prefix: str) -> tuple[torch.Tensor, Metrics]:
+    """- (1/n_episodes) sum_rows w_row log pi(a_row | s_row), each row one agent turn carrying
+    its episode's weight; token_logp, mask [B, T], row_weights [B]."""
+    return weighted_logp_loss(token_logp, mask, row_weights, n_episodes, prefix=prefix)
+
+
+# ------------------------------------------------------------------------- algorithm
+class RewardWeighted:
+    """Weighted fine-tuning on fixed per-episode weights (Refit's or Swift's)."""
+
+    data = "offline"
+
+    def __init__(self, s: RefitConfig | SwiftConfig, prefix: str, policy: Policy, engine: Any,
+                 episodes: list[list[Example]], weights: list[float], epochs: int, seed: int):
+        if not episodes:
+            raise DatasetError("the dataset has no episode with a non-empty agent utterance")
+        self.s, self.prefix, self.policy, self.engine = s, prefix, policy, engine
+        self.episodes, self.weights = episodes, weights
+        self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)
+        total = self.steps_per_epoch * epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            engine.optimizer, lambda k: warmup_cosine(k, s.warmup_steps, total))
+        self.rng = random.Random(seed)
+        self.version = 0
+
+    def learn(self, new: list[Trajectory], iteration: int) -> Metrics:
+        order = list(range(len(self.episodes)))
+        self.rng.shuffle(order)
+        history = []
+        for start in range(0, len(order), self.s.batch_size):
+            chosen = order[start : start + self.s.batch_size]
+            turns = [(ex, self.weights[e]) for e in chosen for ex in self.episodes[e]]
+            rows = self.policy.batch([o for (o, _), _ in turns], [a for (_, a), _ in turns])
+            row_w = torch.tensor([w for _, w in turns], dtype=torch.float32)  # [B]
+            n = float(len(chosen))
+
+            def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], row_w=row_w, n=n):
+                return reward_weighted_loss(logp, sub.action_mask.to(logp.device),
+                                            row_w[idx].to(logp.device), n, self.prefix)
+
+            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows),
+                            prefix=self.prefix)
+            self.scheduler.step()
+            history.append({**m, f"{self.prefix}/weight_mean":
+                            float(sum(self.weights[e] for e in chosen) / n),
+                            f"{self.prefix}/lr": self.scheduler.get_last_lr()[0]})
+        self.policy.model.eval()
+        self.version += 1
+        return mean_metrics(history) | {f"{self.prefix}/steps": float(len(history)),
+                                        "progress/dataset_episodes": float(len(self.episodes))}
+
+    def acting(self) -> Acting:
+        return engine_acting(self.policy, self.engine, self.version)
+
+    def save(self, directory: Path) -> None:
+        save_policy(self.policy, self.engine, directory)
+        torch.save({"scheduler": self.scheduler.state_dict(), "rng": self.rng.getstate(),
+                    "version": self.version}, directory / f"{self.prefix}_state.pt")
+
+    def load(self, directory: Path) -> None:
+        try:
+            self.engine.load_checkpoint(directory / "engine")
+            state = torch.load(directory / f"{self.prefix}_state.pt", weights_only=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"cannot resume {self.prefix} from {directory}: {err}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.setstate(state["rng"])
+        self.version = int(state["version"])
+        self.policy.model = self.engine.module
+
+
+def start(cfg: Config, run: RunContext, s: RefitConfig | SwiftConfig,
+          ) -> tuple[Policy, Any, list[str], list[Trajectory]]:
+    """The dataset `cfg.data.path` (each episode with its "file, line" location) and the policy
+    at `run.init_policy`, else `model.path`, else a tiny model with a tokenizer trained on the
+    data, inside the single-process torch engine (one micro-batch per step, as BC's)."""
+    from archer.config import DeepSpeedConfig
+    from archer.distributed.engine import build_actor_engine
+    from archer.models.builders import build_policy
+
+    assert cfg.data.path is not None  # Config checks it for the offline algorithms
+    located = list(iter_located(cfg.data.path))
+    if not located:
+        raise DatasetError(f"dataset {cfg.data.path} holds no episodes")
+    where, trajectories = [w for w, _ in located], [t for _, t in located]
+    policy = build_policy(cfg, trajectories, run.init_policy)
+    engine = build_actor_engine(
+        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=s.batch_size), lr=s.lr,
+        batch_size=s.batch_size, grad_clip=s.grad_clip, weight_decay=s.weight_decay,
+        device=cfg.device)
+    policy.model = engine.module
+    return policy, engine, where, trajectories
+
+
+def episode_examples(policy: Policy, trajectories: list[Trajectory], weights: list[float],
+                     ) -> tuple[list[list[Example]], list[float]]:
+    """Each episode's agent turns as examples, with its weight; episodes without a non-empty
+    utterance are left out."""
+    kept, kept_w = [], []
+    for traj, w in zip(trajectories, weights, strict=True):
+        examples = turn_examples(policy, [traj])
+        if examples:
+            kept.append(examples)
+            kept_w.append(w)
+    return kept, kept_w
+
+
+def build(cfg: Config, run: RunContext) -> RewardWeighted:
+    s = cfg.refit
+    policy, engine, where, trajectories = start(cfg, run, s)
+    weights = refit_weights([t.episode_return for t in trajectories], where, s.reward_shift,
+                            s.reward_scale, s.allow_negative)
+    episodes, weights = episode_examples(policy, trajectories, weights)
+    return RewardWeighted(s, "refit", policy, engine, episodes, weights, cfg.train.iterations,
+                          cfg.seed)
