@@ -26,6 +26,7 @@ ALGORITHMS: dict[str, str] = {
     "agro": "archer.algorithms.agro",
     "refit": "archer.algorithms.refit",
     "swift": "archer.algorithms.swift",
+    "dpo": "archer.algorithms.dpo",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
@@ -39,10 +40,11 @@ SUMMARIES: dict[str, str] = {
     "agro": "online, on- and off-policy: trajectory PG on R - beta log(pi/pi_ref), per-task baseline",
     "refit": "offline: reward-weighted fine-tuning, episode weight = return mapped into [0, 1]",
     "swift": "offline: reward-weighted fine-tuning, returns standardised per task id",
+    "dpo": "offline: DPO on (higher, lower)-return episode pairs of a task id, frozen reference",
 }
 """One line per algorithm for `archer algos`."""
 
-OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift"})
+OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo"})
 """Algorithms that learn from `data.path` and start without a warm start (from
 train.init_policy, model.path, or a tiny model trained on the data)."""
 

@@ -26,6 +26,7 @@ from archer.config.algos import (
     ArcherConfig,
     BCConfig,
     ChaiConfig,
+    DPOConfig,
     FilteredBCConfig,
     PGActorConfig,
     RefitConfig,
@@ -52,7 +53,7 @@ from archer.config.sections import (
 
 __all__ = [
     "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
-    "ConfigError", "CriticConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
+    "ConfigError", "CriticConfig", "DPOConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
     "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "RefitConfig",
     "ReinforceConfig", "RolloutConfig", "SwiftConfig", "TDCriticConfig", "TokenPPOConfig",
     "TrainConfig", "load_config", "to_yaml",
@@ -111,6 +112,8 @@ class Config:
     """algo=refit: offline reward-weighted fine-tuning, weights in [0, 1]."""
     swift: SwiftConfig = field(default_factory=SwiftConfig)
     """algo=swift: offline reward-weighted fine-tuning, weights standardised per task id."""
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    """algo=dpo: offline preference optimisation on (higher, lower)-return episode pairs."""
 
     def __post_init__(self) -> None:
         errors = []

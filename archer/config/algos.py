@@ -306,6 +306,32 @@ class RefitConfig(SwiftConfig):
 
 
 @dataclass
+class DPOConfig:
+    """DPO on logged episodes: (higher, lower)-return pairs of the same task id against the
+    frozen starting policy (archer/algorithms/dpo.py)."""
+
+    beta: float = 0.1
+    """Inverse temperature of the implicit reward beta log(pi / pi_ref)."""
+    lr: float = 1e-4
+    """AdamW learning rate (a fine-tuning rate: DPO starts from a trained policy)."""
+    batch_size: int = 8
+    """Pairs per optimizer step, scored in one forward."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables clipping."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        for key in ("beta", "lr"):
+            if not getattr(self, key) > 0:
+                errors.append((key, f"must be > 0, got {getattr(self, key)}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        if self.grad_clip < 0:
+            errors.append(("grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}"))
+        return errors
+
+
+@dataclass
 class ReinforceConfig:
     """Trajectory-level REINFORCE / GRPO: the whole episode's utterances are one response with
     the episode's return (single-turn RL, no critic)."""

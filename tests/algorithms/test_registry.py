@@ -32,6 +32,7 @@ PER_ALGO = {
     "agro": ["rollout.episodes_per_iter=8", "rollout.group_size=2", "agro.micro_batches=2"],
     "refit": ["refit.batch_size=8"],
     "swift": ["swift.batch_size=8"],
+    "dpo": ["dpo.batch_size=4"],
 }
 
 
@@ -79,7 +80,7 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_pa
         owned["value"] = algo.value
     if case == "ppo+shared":
         assert any(n.startswith("value_head.") for n in trainable(owned["policy"]))
-    if name in ("archer", "reinforce", "ppo", "agro"):
+    if name in ("archer", "reinforce", "ppo", "agro", "dpo"):
         frozen["reference"] = algo.ref
     before = {k: trainable(m) for k, m in owned.items()}
     frozen_before = {k: {n: p.clone() for n, p in m.state_dict().items()} for k, m in frozen.items()}
