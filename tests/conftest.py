@@ -44,3 +44,34 @@ def coin_start(tmp_path_factory):
         starts[env] = train_bc(cfg, tmp / "d.jsonl", tmp / "sft", progress=False,
                                log=lambda *_: None)["policy"]
     return starts
+
+
+OFFLINE_THRICE = ["env.id=user_envs:SayYesThrice-v0", "model.vocab_size=300",
+                  "model.max_context_tokens=64", "generation.max_new_tokens=4",
+                  "train.eval_every=0", "train.tensorboard=false", "eval.episodes=64"]
+"""Settings of the offline methods' tests on SayYesThrice (tests/algorithms/test_refit.py,
+test_dpo.py)."""
+
+
+@pytest.fixture(scope="session")
+def coin_thrice(tmp_path_factory):
+    """200 coin-flip episodes of SayYesThrice (reward 1 only when all three answers are yes:
+    about 1/8 of them) and BC on all of them (10 epochs from a tiny model built on the data):
+    (data file, BC policy directory, BC's sampled return after). The offline methods must beat
+    that BC."""
+    import user_envs  # noqa: F401
+
+    from archer import loop
+    from archer.config import load_config
+    from archer.evaluation import collect
+
+    tmp = tmp_path_factory.mktemp("coin_thrice")
+    cfg = load_config(overrides=["env.id=user_envs:SayYesThrice-v0",
+                                 "collect.agent=user_envs:coin_agent", "collect.episodes=200",
+                                 f"output_dir={tmp}"])
+    collect(cfg, tmp / "d.jsonl", progress=False)
+    bc = loop.run(load_config(overrides=[*OFFLINE_THRICE, "algo=bc", f"data.path={tmp / 'd.jsonl'}",
+                                         f"output_dir={tmp / 'bc'}", "train.iterations=10"]),
+                  progress=False, log=lambda *_: None)
+    return (tmp / "d.jsonl", str(tmp / "bc" / "checkpoint" / "policy"),
+            bc["after"]["eval/return_sample"])

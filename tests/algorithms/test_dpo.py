@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 import user_envs  # noqa: F401
+from conftest import OFFLINE_THRICE
+from resume import assert_resumes_exactly
 
 from archer import loop
 from archer.algorithms.dpo import dpo_loss, dpo_pairs, episode_logps
 from archer.buffer.dataset import DatasetError
 from archer.config import load_config
-from archer.evaluation import collect
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -49,32 +50,18 @@ def test_episode_logps_sum_every_turn_of_an_episode():
     assert episode_logps(logp, mask, torch.tensor([0, 1, 0]), 2).tolist() == [-3.5, -3.0]
 
 
-@pytest.fixture(scope="module")
-def coin_thrice(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dpo_data")
-    cfg = load_config(overrides=["env.id=user_envs:SayYesThrice-v0",
-                                 "collect.agent=user_envs:coin_agent", "collect.episodes=200",
-                                 f"output_dir={tmp}"])
-    collect(cfg, tmp / "d.jsonl", progress=False)
-    return tmp / "d.jsonl"
-
-
 def _cfg(tmp, data, algo, *extra):
-    return load_config(overrides=[
-        "env.id=user_envs:SayYesThrice-v0", f"algo={algo}", f"data.path={data}",
-        f"output_dir={tmp / algo}", "model.vocab_size=300", "model.max_context_tokens=64",
-        "generation.max_new_tokens=4", "train.eval_every=0", "train.tensorboard=false",
-        "eval.episodes=64", *extra])
+    return load_config(overrides=[*OFFLINE_THRICE, f"algo={algo}", f"data.path={data}",
+                                  f"output_dir={tmp / algo}", *extra])
 
 
 def test_dpo_improves_on_the_bc_policy_it_starts_from(tmp_path, coin_thrice):
     """BC on every coin-flip episode plays yes three times about 1/8 of the time; DPO from that
     policy, on pairs of a successful and a failed episode of the same task id, must beat it."""
-    bc = loop.run(_cfg(tmp_path, coin_thrice, "bc", "train.iterations=10"), **QUIET)
-    start = str(tmp_path / "bc" / "checkpoint" / "policy")
-    dpo = loop.run(_cfg(tmp_path, coin_thrice, "dpo", f"train.init_policy={start}",
+    data, start, before = coin_thrice
+    dpo = loop.run(_cfg(tmp_path, data, "dpo", f"train.init_policy={start}",
                         "train.iterations=6", "dpo.lr=1e-3", "dpo.beta=0.5"), **QUIET)
-    before, after = bc["after"]["eval/return_sample"], dpo["after"]["eval/return_sample"]
+    after = dpo["after"]["eval/return_sample"]
     print("bc", before, "dpo", after, "dpo start", dpo["before"]["eval/return_sample"])
     assert dpo["before"]["eval/return_sample"] == pytest.approx(before, abs=0.15)
     assert after > before + 0.3, (before, after)
@@ -82,23 +69,18 @@ def test_dpo_improves_on_the_bc_policy_it_starts_from(tmp_path, coin_thrice):
 
 
 def test_dpo_needs_a_starting_policy_and_pairs(tmp_path, coin_thrice):
+    data, start, _ = coin_thrice
     with pytest.raises(DatasetError, match="dpo starts from a policy"):
-        loop.run(_cfg(tmp_path, coin_thrice, "dpo", "train.iterations=1"), **QUIET)
+        loop.run(_cfg(tmp_path, data, "dpo", "train.iterations=1"), **QUIET)
     one = tmp_path / "one.jsonl"
-    one.write_text(coin_thrice.read_text().splitlines()[0] + "\n")  # one episode: no pair
-    bc = loop.run(_cfg(tmp_path, one, "bc", "train.iterations=1"), **QUIET)
+    one.write_text(data.read_text().splitlines()[0] + "\n")  # one episode: no pair
     with pytest.raises(DatasetError, match="no \\(chosen, rejected\\) pair"):
-        loop.run(_cfg(tmp_path, one, "dpo", "train.iterations=1",
-                      f"train.init_policy={bc['checkpoint']}/policy"), **QUIET)
+        loop.run(_cfg(tmp_path, one, "dpo", "train.iterations=1", f"train.init_policy={start}"),
+                 **QUIET)
 
 
 def test_dpo_resumes_exactly(tmp_path, coin_thrice):
-    from resume import assert_resumes_exactly
-
-    bc = loop.run(_cfg(tmp_path, coin_thrice, "bc", "train.iterations=2"), **QUIET)
-    start = f"{bc['checkpoint']}/policy"
+    data, start, _ = coin_thrice
     assert_resumes_exactly(tmp_path, lambda out: [
-        "env.id=user_envs:SayYesThrice-v0", "algo=dpo", f"data.path={coin_thrice}",
-        f"output_dir={out}", "model.max_context_tokens=64", "generation.max_new_tokens=4",
-        "train.tensorboard=false", f"train.init_policy={start}", "dpo.batch_size=4"],
-        ("dpo/",))
+        *OFFLINE_THRICE, "algo=dpo", f"data.path={data}", f"output_dir={out}",
+        f"train.init_policy={start}", "dpo.batch_size=4"], ("dpo/",))
