@@ -150,6 +150,10 @@ class Config:
         if self.algo == "chai" and self.chai.critic.batch_size > self.buffer.capacity:
             errors.append(("chai.critic.batch_size", f"must be <= buffer.capacity "
                            f"({self.buffer.capacity}), got {self.chai.critic.batch_size}"))
+        if self.algo == "dpo" and self.train.init_policy is None and self.model.path is None:
+            errors.append(("train.init_policy", "algo=dpo starts from a policy, its frozen "
+                           "reference: set train.init_policy (e.g. the SFT of the same data, "
+                           "`archer sft`) or model.path"))
         if self.algo in OFFLINE and self.data.path is None:
             errors.append(("data.path", f"algo={self.algo} learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))

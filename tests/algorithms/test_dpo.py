@@ -12,7 +12,7 @@ from resume import assert_resumes_exactly
 from archer import loop
 from archer.algorithms.dpo import dpo_loss, dpo_pairs, episode_logps
 from archer.buffer.dataset import DatasetError
-from archer.config import load_config
+from archer.config import ConfigError, load_config
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -70,8 +70,8 @@ def test_dpo_improves_on_the_bc_policy_it_starts_from(tmp_path, coin_thrice):
 
 def test_dpo_needs_a_starting_policy_and_pairs(tmp_path, coin_thrice):
     data, start, _ = coin_thrice
-    with pytest.raises(DatasetError, match="dpo starts from a policy"):
-        loop.run(_cfg(tmp_path, data, "dpo", "train.iterations=1"), **QUIET)
+    with pytest.raises(ConfigError, match="train.init_policy: algo=dpo starts from a policy"):
+        _cfg(tmp_path, data, "dpo", "train.iterations=1")
     one = tmp_path / "one.jsonl"
     one.write_text(data.read_text().splitlines()[0] + "\n")  # one episode: no pair
     with pytest.raises(DatasetError, match="no \\(chosen, rejected\\) pair"):
