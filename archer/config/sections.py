@@ -257,8 +257,8 @@ class CriticConfig:
     """What the Q heads read: pair, [E(s); E(a); E(s)*E(a); |E(s) - E(a)|] (elementwise
     interactions, so the heads can compare an utterance with the dialogue it continues, e.g.
     notice a repeated question), or concat, [E(s); E(a)] (the paper's). pair is the default:
-    on EarlyChoice-v0 a concat critic barely told the two first answers apart, and on Twenty
-    Questions it learned faster (docs/algorithms.md, docs/training.md)."""
+    on EarlyChoice-v0 a concat critic barely told the two first answers apart; on Twenty
+    Questions the two are close (docs/algorithms.md, docs/training.md)."""
     max_length: int = 256
     """Token limit of a state or an utterance given to the encoder (states keep their end)."""
 
