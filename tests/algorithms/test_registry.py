@@ -66,6 +66,8 @@ def trainable(module):
 def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_path):
     data, policy_dir = start
     name, args = CASES[case]
+    if name == "dpo":  # it refuses to load without its starting policy (the reference)
+        args = [*args, f"train.init_policy={policy_dir}"]
     cfg = load_config(overrides=[*COMMON, *args, f"algo={name}",
                                  f"output_dir={tmp_path}", f"data.path={data / 'd.jsonl'}"])
     algo = algorithms.build(cfg, RunContext(out=tmp_path, init_policy=policy_dir,
