@@ -47,6 +47,51 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int,
+             ) -> torch.optim.lr_scheduler.LambdaLR:
+    """`warmup_cosine` over `total` optimizer steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: warmup_cosine(k, warmup, total))
+
+
+def offline_engine(cfg: Config, policy: Policy, *, lr: float, batch_size: int,
+                   grad_clip: float, weight_decay: float = 0.0) -> Any:
+    """The single-process torch engine of an offline method (one micro-batch per step of
+    `batch_size`), around `policy.model`, which becomes the engine's module."""
+    from archer.config import DeepSpeedConfig
+    from archer.distributed.engine import build_actor_engine
+
+    engine = build_actor_engine(
+        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=batch_size), lr=lr,
+        batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
+        device=cfg.device)
+    policy.model = engine.module
+    return engine
+
+
+def save_scheduled(directory: Path, name: str, policy: Policy, engine: Any,
+                   scheduler: Any, rng: random.Random, version: int) -> None:
+    """An offline method's checkpoint: the policy and engine, then its scheduler, RNG and
+    version in `<name>_state.pt`."""
+    save_policy(policy, engine, directory)
+    torch.save({"scheduler": scheduler.state_dict(), "rng": rng.getstate(), "version": version},
+               directory / f"{name}_state.pt")
+
+
+def load_scheduled(directory: Path, name: str, what: str, policy: Policy, engine: Any,
+                   scheduler: Any, rng: random.Random) -> int:
+    """Restore what `save_scheduled` wrote (the policy model becomes the engine's module);
+    returns the version. A missing or broken part is a CheckpointError naming `what`."""
+    try:
+        engine.load_checkpoint(directory / "engine")
+        state = torch.load(directory / f"{name}_state.pt", weights_only=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"cannot resume {what} from {directory}: {err}") from None
+    scheduler.load_state_dict(state["scheduler"])
+    rng.setstate(state["rng"])
+    policy.model = engine.module
+    return int(state["version"])
+
+
 def turn_examples(policy: Policy, trajectories: list[Trajectory]) -> list[Example]:
     """One example per agent turn with a non-empty utterance: the sampled ids when the episode
     was played by a policy with this tokenizer, else `encode(action) + eos`. Sampled ids from
@@ -76,8 +121,7 @@ class BC:
         self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
         self.steps_per_epoch = math.ceil(len(examples) / s.batch_size)
         total = self.steps_per_epoch * epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            engine.optimizer, lambda k: warmup_cosine(k, s.warmup_steps, total))
+        self.scheduler = schedule(engine.optimizer, s.warmup_steps, total)
         self.rng = random.Random(seed)
         self.episodes = episodes
         self.version = 0
@@ -108,28 +152,18 @@ class BC:
         return engine_acting(self.policy, self.engine, self.version)
 
     def save(self, directory: Path) -> None:
-        save_policy(self.policy, self.engine, directory)
-        torch.save({"scheduler": self.scheduler.state_dict(), "rng": self.rng.getstate(),
-                    "version": self.version}, directory / "bc_state.pt")
+        save_scheduled(directory, "bc", self.policy, self.engine, self.scheduler, self.rng,
+                       self.version)
 
     def load(self, directory: Path) -> None:
-        try:
-            self.engine.load_checkpoint(directory / "engine")
-            state = torch.load(directory / "bc_state.pt", weights_only=False)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise CheckpointError(f"cannot resume BC from {directory}: {err}") from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.setstate(state["rng"])
-        self.version = int(state["version"])
-        self.policy.model = self.engine.module
+        self.version = load_scheduled(directory, "bc", "BC", self.policy, self.engine,
+                                      self.scheduler, self.rng)
 
 
 def build(cfg: Config, run: RunContext) -> BC:
     """BC on `cfg.data.path` (episodes with return >= bc.min_return when set), from the policy
     at `run.init_policy`, else `model.path`, else a tiny model with a tokenizer trained on
     the data. Its engine is the single-process torch one (one micro-batch per step)."""
-    from archer.config import DeepSpeedConfig
-    from archer.distributed.engine import build_actor_engine
     from archer.models.builders import build_policy
 
     s = cfg.bc
@@ -141,10 +175,7 @@ def build(cfg: Config, run: RunContext) -> BC:
             raise DatasetError(f"no episode of {cfg.data.path} has return >= "
                                f"bc.min_return={s.min_return}")
     policy = build_policy(cfg, trajectories, run.init_policy)
-    engine = build_actor_engine(
-        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=s.batch_size), lr=s.lr,
-        batch_size=s.batch_size, grad_clip=s.grad_clip, weight_decay=s.weight_decay,
-        device=cfg.device)
-    policy.model = engine.module
+    engine = offline_engine(cfg, policy, lr=s.lr, batch_size=s.batch_size,
+                            grad_clip=s.grad_clip, weight_decay=s.weight_decay)
     return BC(s, policy, engine, turn_examples(policy, trajectories), cfg.train.iterations,
               cfg.seed, episodes=len(trajectories))

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from archer.algorithms.agro import episode_logps
 from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
-from archer.algorithms.bc import Example, turn_examples
+from archer.algorithms.bc import Example, offline_engine, turn_examples
 from archer.algorithms.updates import policy_step
 from archer.buffer.dataset import DatasetError, read_trajectories
 from archer.errors import CheckpointError
@@ -74,8 +75,8 @@ def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen:
                   "dpo/rejected_reward": float(beta * rejected.detach().mean())}
 
 
-def episode_logps(logp: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor,
-                  n_episodes: int) -> torch.Tensor:
+def episode_sums(logp: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor,
+                 n_episodes: int) -> torch.Tensor:
     """Per-episode sums of the rows' action log-probs: logp, mask [B, T], owner [B] -> [E]."""
     rows = (logp * mask).sum(-1)  # [B]
     return torch.zeros(n_episodes, dtype=rows.dtype, device=rows.device).index_add(
@@ -112,13 +113,12 @@ class DPO:
             chosen = [self.pairs[i] for i in order[start : start + self.s.batch_size]]
             p = len(chosen)
             rows, owner = self._rows(chosen)
-            with torch.no_grad():
-                ref_logp = self.policy.token_logprobs(rows, model=self.ref)  # [B, T]
-                ref_ep = episode_logps(ref_logp, rows.action_mask, owner, 2 * p)  # [2P]
+            ref_ep = episode_logps(self.policy, rows, owner.tolist(), 2 * p, self.ref,
+                                   temperature=1.0)  # [2P], no gradient, in chunks
 
             def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], owner=owner,
                      ref_ep=ref_ep, p=p) -> tuple[torch.Tensor, Metrics]:
-                ep = episode_logps(logp, sub.action_mask.to(logp.device), owner[idx], 2 * p)
+                ep = episode_sums(logp, sub.action_mask.to(logp.device), owner[idx], 2 * p)
                 ref = ref_ep.to(logp.device)
                 return dpo_loss(ep[:p], ep[p:], ref[:p], ref[p:], self.s.beta)
 
@@ -158,23 +158,15 @@ def build(cfg: Config, run: RunContext) -> DPO:
     one (typically the SFT of the same data)."""
     import copy
 
-    from archer.config import DeepSpeedConfig
-    from archer.distributed.engine import build_actor_engine
-
     s = cfg.dpo
     path = run.init_policy if run.init_policy is not None else cfg.model.path
-    if path is None:
-        raise DatasetError("dpo starts from a policy, its reference: set train.init_policy "
-                           "(e.g. the SFT of the same data, `archer sft`) or model.path")
+    assert path is not None  # Config requires train.init_policy or model.path for dpo
     assert cfg.data.path is not None  # Config checks it for the offline algorithms
     trajectories = read_trajectories(cfg.data.path)
     policy = Policy.from_pretrained(path, cfg.device, cfg.model.max_context_tokens,
                                     reserve=cfg.generation.max_new_tokens)
     ref = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    engine = build_actor_engine(
-        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=s.batch_size), lr=s.lr,
-        batch_size=s.batch_size, grad_clip=s.grad_clip, device=cfg.device)
-    policy.model = engine.module
+    engine = offline_engine(cfg, policy, lr=s.lr, batch_size=s.batch_size, grad_clip=s.grad_clip)
     policy.model.eval()
     episodes = [turn_examples(policy, [t]) for t in trajectories]
     keep = [i for i, ex in enumerate(episodes) if ex]

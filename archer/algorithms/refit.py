@@ -27,12 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
-from archer.algorithms.bc import Example, turn_examples, warmup_cosine
+from archer.algorithms.api import Acting, RunContext, engine_acting
+from archer.algorithms.bc import (
+    Example,
+    load_scheduled,
+    offline_engine,
+    save_scheduled,
+    schedule,
+    turn_examples,
+)
 from archer.algorithms.losses import weighted_logp_loss
 from archer.algorithms.updates import policy_step
 from archer.buffer.dataset import DatasetError, iter_located
-from archer.errors import CheckpointError
 from archer.metrics import mean_metrics
 from archer.models.policy import Policy, TokenBatch
 from archer.types import Trajectory
@@ -61,13 +67,6 @@ def refit_weights(returns: Sequence[float], where: Sequence[str], shift: float, 
     return weights
 
 
-def reward_weighted_loss(token_logp: torch.Tensor, mask: torch.Tensor, row_weights: torch.Tensor,
-                         n_episodes: float, prefix: str) -> tuple[torch.Tensor, Metrics]:
-    """- (1/n_episodes) sum_rows w_row log pi(a_row | s_row), each row one agent turn carrying
-    its episode's weight; token_logp, mask [B, T], row_weights [B]."""
-    return weighted_logp_loss(token_logp, mask, row_weights, n_episodes, prefix=prefix)
-
-
 # ------------------------------------------------------------------------- algorithm
 class RewardWeighted:
     """Weighted fine-tuning on fixed per-episode weights (Refit's or Swift's)."""
@@ -82,8 +81,7 @@ class RewardWeighted:
         self.episodes, self.weights = episodes, weights
         self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)
         total = self.steps_per_epoch * epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            engine.optimizer, lambda k: warmup_cosine(k, s.warmup_steps, total))
+        self.scheduler = schedule(engine.optimizer, s.warmup_steps, total)
         self.rng = random.Random(seed)
         self.version = 0
 
@@ -99,8 +97,9 @@ class RewardWeighted:
             n = float(len(chosen))
 
             def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], row_w=row_w, n=n):
-                return reward_weighted_loss(logp, sub.action_mask.to(logp.device),
-                                            row_w[idx].to(logp.device), n, self.prefix)
+                # - (1/N episodes) sum_rows w_row log pi(a_row | s_row)
+                return weighted_logp_loss(logp, sub.action_mask.to(logp.device),
+                                          row_w[idx].to(logp.device), n, prefix=self.prefix)
 
             m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows),
                             prefix=self.prefix)
@@ -117,20 +116,12 @@ class RewardWeighted:
         return engine_acting(self.policy, self.engine, self.version)
 
     def save(self, directory: Path) -> None:
-        save_policy(self.policy, self.engine, directory)
-        torch.save({"scheduler": self.scheduler.state_dict(), "rng": self.rng.getstate(),
-                    "version": self.version}, directory / f"{self.prefix}_state.pt")
+        save_scheduled(directory, self.prefix, self.policy, self.engine, self.scheduler,
+                       self.rng, self.version)
 
     def load(self, directory: Path) -> None:
-        try:
-            self.engine.load_checkpoint(directory / "engine")
-            state = torch.load(directory / f"{self.prefix}_state.pt", weights_only=False)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise CheckpointError(f"cannot resume {self.prefix} from {directory}: {err}") from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.setstate(state["rng"])
-        self.version = int(state["version"])
-        self.policy.model = self.engine.module
+        self.version = load_scheduled(directory, self.prefix, self.prefix, self.policy,
+                                      self.engine, self.scheduler, self.rng)
 
 
 def start(cfg: Config, run: RunContext, s: RefitConfig | SwiftConfig,
@@ -138,8 +129,6 @@ def start(cfg: Config, run: RunContext, s: RefitConfig | SwiftConfig,
     """The dataset `cfg.data.path` (each episode with its "file, line" location) and the policy
     at `run.init_policy`, else `model.path`, else a tiny model with a tokenizer trained on the
     data, inside the single-process torch engine (one micro-batch per step, as BC's)."""
-    from archer.config import DeepSpeedConfig
-    from archer.distributed.engine import build_actor_engine
     from archer.models.builders import build_policy
 
     assert cfg.data.path is not None  # Config checks it for the offline algorithms
@@ -148,11 +137,8 @@ def start(cfg: Config, run: RunContext, s: RefitConfig | SwiftConfig,
         raise DatasetError(f"dataset {cfg.data.path} holds no episodes")
     where, trajectories = [w for w, _ in located], [t for _, t in located]
     policy = build_policy(cfg, trajectories, run.init_policy)
-    engine = build_actor_engine(
-        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=s.batch_size), lr=s.lr,
-        batch_size=s.batch_size, grad_clip=s.grad_clip, weight_decay=s.weight_decay,
-        device=cfg.device)
-    policy.model = engine.module
+    engine = offline_engine(cfg, policy, lr=s.lr, batch_size=s.batch_size,
+                            grad_clip=s.grad_clip, weight_decay=s.weight_decay)
     return policy, engine, where, trajectories
 
 

@@ -490,18 +490,17 @@ class Policy:
         if hidden:  # the LM head's input: the same tensor whatever the architecture names it
             head = getattr(model, "module", model).get_output_embeddings()
             hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-        try:
-            with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad):
+            try:
                 out = model(
                     input_ids=batch.input_ids,
                     attention_mask=batch.attention_mask,
                     position_ids=batch.position_ids,
                     logits_to_keep=longest + 1,
                 )
-        finally:
-            if hook is not None:
-                hook.remove()
-        with torch.set_grad_enabled(grad):
+            finally:
+                if hook is not None:
+                    hook.remove()
             logits = out.logits[:, -(longest + 1) : -1]  # [B, L, V] predicting columns T-L..T-1
             logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, L, V]
             targets = batch.input_ids[:, width - longest :]  # [B, L]

@@ -10,7 +10,7 @@ from conftest import OFFLINE_THRICE
 from resume import assert_resumes_exactly
 
 from archer import loop
-from archer.algorithms.dpo import dpo_loss, dpo_pairs, episode_logps
+from archer.algorithms.dpo import dpo_loss, dpo_pairs, episode_sums
 from archer.buffer.dataset import DatasetError
 from archer.config import ConfigError, load_config
 
@@ -43,11 +43,11 @@ def test_dpo_loss_hand_values():
     assert chosen.grad.tolist() == pytest.approx([-0.0672353, -0.1556148], abs=1e-6)
 
 
-def test_episode_logps_sum_every_turn_of_an_episode():
+def test_episode_sums_add_every_turn_of_an_episode():
     logp = torch.tensor([[-1.0, -2.0], [0.0, -3.0], [-0.5, -0.5]])
     mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     # rows 0 and 2 belong to episode 0, row 1 to episode 1: -3 - 0.5, -3
-    assert episode_logps(logp, mask, torch.tensor([0, 1, 0]), 2).tolist() == [-3.5, -3.0]
+    assert episode_sums(logp, mask, torch.tensor([0, 1, 0]), 2).tolist() == [-3.5, -3.0]
 
 
 def _cfg(tmp, data, algo, *extra):

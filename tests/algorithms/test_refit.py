@@ -9,7 +9,8 @@ import user_envs  # noqa: F401
 from conftest import OFFLINE_THRICE
 
 from archer import loop
-from archer.algorithms.refit import refit_weights, reward_weighted_loss
+from archer.algorithms.losses import weighted_logp_loss
+from archer.algorithms.refit import refit_weights
 from archer.algorithms.swift import swift_weights
 from archer.buffer.dataset import DatasetError
 from archer.config import ConfigError, load_config
@@ -46,12 +47,14 @@ def test_swift_standardises_within_task_groups():
 
 
 def test_reward_weighted_loss_hand_values():
+    # Refit's loss is weighted_logp_loss with each turn carrying its episode's weight and the
+    # step's episode count as the normaliser
     # two turns of episode 1 (w = 0.5), one of episode 2 (w = 1.0); N = 2 episodes
     # log pi summed per row: -1.0 (two tokens -0.4, -0.6), -2.0, -0.5
     # loss = -(0.5 * -1.0 + 0.5 * -2.0 + 1.0 * -0.5) / 2 = 1.0
     logp = torch.tensor([[-0.4, -0.6], [0.0, -2.0], [0.0, -0.5]], requires_grad=True)
     mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
-    loss, m = reward_weighted_loss(logp, mask, torch.tensor([0.5, 0.5, 1.0]), 2.0, "refit")
+    loss, m = weighted_logp_loss(logp, mask, torch.tensor([0.5, 0.5, 1.0]), 2.0, prefix="refit")
     assert loss.item() == pytest.approx(1.0)
     loss.backward()
     assert logp.grad[0].tolist() == pytest.approx([-0.25, -0.25])  # -w / N on its tokens
