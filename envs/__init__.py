@@ -14,6 +14,7 @@ ENV_IDS = (
     "archer/GuessMyCity-v0",
     "archer/WebShop-v0",
     "archer/EarlyChoice-v0",
+    "archer/ClarifyQA-v0",
 )
 
 
@@ -27,6 +28,7 @@ def _register() -> None:
         "archer/GuessMyCity-v0": ("archer_envs.guess_my_city:GuessMyCityEnv", {}),
         "archer/WebShop-v0": ("archer_envs.webshop:WebShopEnv", {}),
         "archer/EarlyChoice-v0": ("archer_envs.diagnostics:EarlyChoiceEnv", {}),
+        "archer/ClarifyQA-v0": ("archer_envs.clarify_qa:ClarifyQAEnv", {}),
     }
     for env_id, (entry_point, kwargs) in specs.items():
         if env_id not in gym.registry:
