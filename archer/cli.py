@@ -122,14 +122,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for key in ("episodes", "split", "decoding"):
         if getattr(args, key) is not None:
             extra.append(f"eval.{key}={getattr(args, key)}")
+    if args.beta is not None:
+        extra.append(f"eval.ilql_beta={args.beta}")
+    if args.top_k is not None:
+        extra.append(f"eval.ilql_top_k={args.top_k}")
     cfg = _config(args, extra)
-    policy = None
+    policy, guide = None, None
+    if cfg.eval.decoding == "ilql" and not args.policy:
+        raise ConfigError("--decoding ilql decodes a policy with its ILQL heads: pass --policy")
     if args.policy:
         from archer.models.policy import Policy
 
         policy = Policy.from_pretrained(args.policy, cfg.device, cfg.model.max_context_tokens,
                                         reserve=cfg.generation.max_new_tokens)
-    summary, _ = evaluate(cfg, policy=policy, agent=args.agent, progress=not args.json)
+        if cfg.eval.decoding == "ilql":
+            from archer.algorithms.ilql import HEADS, load_guide
+
+            heads = Path(args.heads) if args.heads else Path(args.policy).parent / HEADS
+            guide = load_guide(heads, cfg.eval.ilql_beta, cfg.eval.ilql_top_k, policy)
+    summary, _ = evaluate(cfg, policy=policy, agent=args.agent, progress=not args.json,
+                          chooser=guide)
+    if guide is not None:
+        summary.update({"ilql_beta": cfg.eval.ilql_beta, "ilql_top_k": cfg.eval.ilql_top_k})
     summary["agent" if args.agent else "policy"] = args.agent or args.policy
     if args.json:
         print(json.dumps(summary))
@@ -297,7 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env")
     ev.add_argument("--episodes", type=int)
     ev.add_argument("--split", choices=["train", "eval", "all"])
-    ev.add_argument("--decoding", choices=["greedy", "sample"])
+    ev.add_argument("--decoding", choices=["greedy", "sample", "ilql"],
+                    help="ilql: value-guided decoding with the heads of an algo=ilql run")
+    ev.add_argument("--beta", type=float, help="--decoding ilql: advantage weight "
+                                               "(eval.ilql_beta, default 4)")
+    ev.add_argument("--top-k", dest="top_k", type=int,
+                    help="--decoding ilql: tokens kept (eval.ilql_top_k, default 20)")
+    ev.add_argument("--heads", help="--decoding ilql: the heads' directory (default: "
+                                    "ilql_heads beside the policy directory)")
     ev.add_argument("--json", action="store_true", help="print exactly one JSON object")
     with_config(ev)
     ev.set_defaults(fn=cmd_eval)

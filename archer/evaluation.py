@@ -15,7 +15,7 @@ from archer.config import Config
 from archer.models.policy import Policy, Sampling
 from archer.rollout.agents import batch_agent, resolve_agent
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
-from archer.rollout.collector import Chooser, act_utterances
+from archer.rollout.collector import ActingRule, act_utterances, is_guide
 from archer.rollout.envs import env_info
 from archer.rollout.seeds import episode_seeds, seed_everything
 from archer.types import Trajectory
@@ -42,12 +42,13 @@ def cycle_tasks(task_ids: list[str], episodes: int) -> list[str]:
     return [task_ids[i % len(task_ids)] for i in range(episodes)]
 
 
-def policy_agent(policy: Policy, cfg: Config, decoding: str, chooser: Chooser | None = None,
+def policy_agent(policy: Policy, cfg: Config, decoding: str, chooser: ActingRule | None = None,
                  ) -> Callable[[list[str]], list[str]]:
-    """The policy as a batch agent. With a `chooser` the candidates are always sampled (at
-    generation.temperature): k greedy candidates would be one utterance k times."""
+    """The policy as a batch agent. With a reranking `Chooser` the candidates are always
+    sampled (at generation.temperature): k greedy candidates would be one utterance k times.
+    A `Guide` decodes greedily or samples as `decoding` says ("ilql" samples)."""
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
-    greedy = decoding == "greedy" and chooser is None
+    greedy = decoding == "greedy" and (chooser is None or is_guide(chooser))
     sampling = Sampling.from_config(cfg.generation, greedy=greedy)
 
     def act(observations: list[str]) -> list[str]:
@@ -58,15 +59,19 @@ def policy_agent(policy: Policy, cfg: Config, decoding: str, chooser: Chooser | 
 
 
 def evaluate(cfg: Config, policy: Policy | None = None, agent: str | None = None,
-             progress: bool = True, chooser: Chooser | None = None,
+             progress: bool = True, chooser: ActingRule | None = None,
              ) -> tuple[dict[str, Any], list[Trajectory]]:
     """Play `cfg.eval.episodes` episodes with a policy or a scripted agent: the task ids of
     `cfg.eval.split` in turn, or for an env without task ids episodes drawn by seed alone.
     Either way the reset seeds are the run's "eval" seed stream (`archer.rollout.seeds`),
     disjoint from training's. The summary's `heldout_note` says what the split measures.
-    A policy acts through `chooser` when one is given (`policy_agent`)."""
+    A policy acts through `chooser` when one is given (`policy_agent`); eval.decoding=ilql
+    needs one, a `Guide` (`archer.algorithms.ilql.load_guide`)."""
     if (policy is None) == (agent is None):
         raise ValueError("evaluate needs exactly one of policy or agent")
+    if policy is not None and cfg.eval.decoding == "ilql" and not is_guide(chooser):
+        raise ValueError("eval.decoding=ilql decodes with ILQL's heads: pass their guide "
+                         "(`archer eval --decoding ilql` loads them beside the policy)")
     envs = BatchedTextEnvs(cfg.env.id, min(cfg.eval.num_envs, cfg.eval.episodes), cfg.env.kwargs)
     try:
         info = env_info(cfg.env.id, cfg.env.kwargs, env=envs.envs[0])

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from archer.algorithms import ALGORITHMS
 from archer.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def test_yaml_then_cli_override_order(tmp_path):
         (["bogus=1"], "bogus", "allowed keys"),
         (["bc.lr=-1"], "bc.lr", "must be > 0"),
         (["bc.lr=fast"], "bc.lr", "could not be converted"),
-        (["algo=nope"], "algo", "must be one of ['agro', 'archer', 'bc', 'chai', 'dpo', 'filtered_bc', 'ppo', 'refit', 'reinforce', 'swift']"),
+        (["algo=nope"], "algo", f"must be one of {sorted(ALGORITHMS)}, got 'nope'"),
         (["algo=bc"], "data.path", "set data.path=FILE"),
         (["eval.split=test"], "eval.split", "must be one of"),
         (["collect.noise=1.5"], "collect.noise", "[0, 1]"),

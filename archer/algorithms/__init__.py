@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
     "refit": "archer.algorithms.refit",
     "swift": "archer.algorithms.swift",
     "dpo": "archer.algorithms.dpo",
+    "ilql": "archer.algorithms.ilql",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
@@ -41,10 +42,11 @@ SUMMARIES: dict[str, str] = {
     "refit": "offline: reward-weighted fine-tuning, episode weight = return mapped into [0, 1]",
     "swift": "offline: reward-weighted fine-tuning, returns standardised per task id",
     "dpo": "offline: DPO on (higher, lower)-return episode pairs of a task id, frozen reference",
+    "ilql": "offline: token Q/V heads on the policy (expectile V, CQL); value-guided decoding",
 }
 """One line per algorithm for `archer algos`."""
 
-OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo"})
+OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo", "ilql"})
 """Algorithms that learn from `data.path` and start without a warm start (from
 train.init_policy, model.path, or a tiny model trained on the data)."""
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from archer.config import Config
     from archer.models.policy import Policy
-    from archer.rollout.collector import Chooser
+    from archer.rollout.collector import ActingRule
     from archer.types import Trajectory
 
 DataKind = Literal["online", "offline"]
@@ -39,10 +39,11 @@ class Acting:
     """Bumped by learn() whenever the acting weights changed."""
     gathered: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
     """Context in which the policy's parameters are whole (ZeRO-3 gathers them)."""
-    chooser: Chooser | None = None
-    """An acting rule on top of the policy (`archer.rollout.collector.Chooser`: CHAI keeps the
-    best of k sampled utterances by its critic); None acts with the policy's own samples.
-    Rollout workers and evaluation act through it."""
+    chooser: ActingRule | None = None
+    """An acting rule on top of the policy (`archer.rollout.collector.ActingRule`): a
+    `Chooser` (CHAI keeps the best of k sampled utterances by its critic) or a token-level
+    `Guide` (ILQL's value-guided decoding); None acts with the policy's own samples. Rollout
+    workers and evaluation act through it."""
     chooser_version: int = 0
     """Bumped by learn() whenever the chooser changed (the loop pushes it to the workers)."""
 

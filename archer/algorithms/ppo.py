@@ -45,7 +45,7 @@ from archer.algorithms.updates import _parts, module_step, policy_step, turn_row
 from archer.config import TokenPPOConfig
 from archer.errors import CheckpointError
 from archer.metrics import mean_metrics
-from archer.models.policy import Policy, TokenBatch
+from archer.models.policy import Policy, Scores, TokenBatch
 from archer.types import Trajectory
 
 if TYPE_CHECKING:
@@ -245,10 +245,12 @@ class TokenPPO:
                         v, _cut(s_old[part], t).to(v.device), _cut(s_ret[part], t).to(v.device),
                         sub.action_mask.to(v.device), self.s.value_clip, n)
 
-                def shared_value_loss(hidden: torch.Tensor, sub: TokenBatch, part: list[int],
+                def shared_value_loss(scores: Scores, sub: TokenBatch, part: list[int],
                                       value_loss=value_loss) -> tuple[torch.Tensor, Metrics]:
                     head = getattr(self.policy.model, SHARED_HEAD)
-                    v_loss, vm = value_loss(head(hidden, sub.input_ids.shape[1]), sub, part)
+                    assert scores.hidden is not None
+                    v_loss, vm = value_loss(head(scores.hidden, sub.input_ids.shape[1]), sub,
+                                            part)
                     return self.s.value_coef * v_loss, vm
 
                 m = policy_step(self.engine, self.policy, step, loss, micro_batch_size=None,

@@ -19,16 +19,17 @@ from typing import Any
 import torch
 
 from archer.algorithms.losses import kl_k3
-from archer.models.policy import Generation, Policy, Sampling, TokenBatch
+from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
 from archer.types import Trajectory
 
 Metrics = dict[str, float]
 PolicyLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
 """(token_logp [b, T] of the micro-batch, its rows, their indices in the step) -> (loss, metrics).
 The loss is a partial sum over the micro-batch divided by a whole-step normaliser."""
-AuxLoss = Callable[[torch.Tensor, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
-"""(hidden [b, K, H] the LM head's input at the last K columns, the micro-batch's rows, their
-indices in the step) -> (loss share, metrics): a loss on the same forward as the policy's."""
+AuxLoss = Callable[[Scores, TokenBatch, list[int]], tuple[torch.Tensor, Metrics]]
+"""(the micro-batch's scores: token log-probs and hidden [b, K, H], the LM head's input at the
+last K columns; its rows; their indices in the step) -> (loss share, metrics): a loss on the
+same forward as the policy's (a value head on the policy; ILQL's heads)."""
 
 
 def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: Sampling,
@@ -73,14 +74,15 @@ def _parts(n: int, count: int) -> list[list[int]]:
 
 
 def policy_step(
-    engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss, *,
+    engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss | None, *,
     micro_batch_size: int | None, temperature: float = 1.0,
     ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
     train_mode: bool = False, entropy_coef: float = 0.0, aux_loss: AuxLoss | None = None,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`, - entropy_coef x the
-    mean entropy of pi_T over the step's action tokens, + `aux_loss` on the hidden states of
-    the same forward: a value head on the policy) over `rows`.
+    mean entropy of pi_T over the step's action tokens, + `aux_loss` on the scores and hidden
+    states of the same forward: a value head on the policy) over `rows`. `loss` None: the
+    step's loss is `aux_loss` alone (ILQL's, which needs the hidden states for every term).
 
     The engine averages the gradients of its `gradient_accumulation_steps` micro-batches, so
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
@@ -111,10 +113,10 @@ def policy_step(
         scored = policy.score(sub, model=engine, temperature=temperature, grad=True,
                               entropy=entropy_coef > 0, hidden=aux_loss is not None)
         logp, ent = scored.logp, scored.entropy
-        value, m = loss(logp, sub, idx)
+        value, m = loss(logp, sub, idx) if loss is not None else (logp.new_zeros(()), {})
         if aux_loss is not None:
             assert scored.hidden is not None
-            extra, am = aux_loss(scored.hidden, sub, idx)
+            extra, am = aux_loss(scored, sub, idx)
             value = value + extra
             m.update(am)
         if ent is not None:

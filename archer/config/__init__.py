@@ -28,6 +28,7 @@ from archer.config.algos import (
     ChaiConfig,
     DPOConfig,
     FilteredBCConfig,
+    ILQLConfig,
     PGActorConfig,
     RefitConfig,
     ReinforceConfig,
@@ -53,7 +54,7 @@ from archer.config.sections import (
 
 __all__ = [
     "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
-    "ConfigError", "CriticConfig", "DPOConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
+    "ConfigError", "CriticConfig", "DPOConfig", "ILQLConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
     "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "RefitConfig",
     "ReinforceConfig", "RolloutConfig", "SwiftConfig", "TDCriticConfig", "TokenPPOConfig",
     "TrainConfig", "load_config", "to_yaml",
@@ -114,6 +115,8 @@ class Config:
     """algo=swift: offline reward-weighted fine-tuning, weights standardised per task id."""
     dpo: DPOConfig = field(default_factory=DPOConfig)
     """algo=dpo: offline preference optimisation on (higher, lower)-return episode pairs."""
+    ilql: ILQLConfig = field(default_factory=ILQLConfig)
+    """algo=ilql: offline implicit language Q-learning, acting by value-guided decoding."""
 
     def __post_init__(self) -> None:
         errors = []

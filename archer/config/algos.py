@@ -332,6 +332,72 @@ class DPOConfig:
 
 
 @dataclass
+class ILQLConfig:
+    """ILQL: implicit language Q-learning on a dataset, two Q heads over the vocabulary, their
+    Polyak targets and a V head on the policy's hidden states (archer/algorithms/ilql.py)."""
+
+    lr: float = 2e-3
+    """AdamW learning rate of the policy and its heads (BC's: the policy starts where BC's
+    does, a tiny model or train.init_policy; the reference's 1e-4 is for a pretrained LM)."""
+    batch_size: int = 8
+    """Episodes per optimizer step (all their agent turns, scored in one forward)."""
+    gamma: float = 0.99
+    """Discount per agent token (environment text is skipped, as in token PPO's GAE)."""
+    expectile: float = 0.7
+    """tau of V's expectile regression toward min of the target Qs (0.5: the mean)."""
+    cql_weight: float = 0.1
+    """Weight of the conservatism term logsumexp_a' Q(s, a') - Q(s, a), per Q head."""
+    awac_weight: float = 1.0
+    """Weight of the token NLL on the dataset's utterances (keeps the LM head pi_bc, which
+    value-guided decoding adds the advantage to)."""
+    awac_beta: float = 0.0
+    """0: that NLL is plain BC; > 0: AWAC, each token weighted by exp(awac_beta (min Q - V)),
+    capped at awac_max_weight."""
+    awac_max_weight: float = 100.0
+    """Cap of the AWAC weight."""
+    polyak: float = 0.005
+    """Target Q heads move this fraction toward the Q heads after every step (the reference
+    code calls it alpha)."""
+    decoding: str = "guided"
+    """How the trained policy acts in the run's evaluations: guided (value-guided decoding,
+    log pi + beta (min Q - V), then top-k) or policy (the LM head alone)."""
+    beta: float = 4.0
+    """Decoding: weight of the advantage (reference range 1-16)."""
+    top_k: int = 20
+    """Decoding: tokens kept after the guidance."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables clipping."""
+    warmup_steps: int = 20
+    """Linear learning-rate warm-up steps, then cosine decay to 10% over the run (as BC)."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.lr > 0:
+            errors.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        if not 0 <= self.gamma <= 1:
+            errors.append(("gamma", f"must be in [0, 1], got {self.gamma}"))
+        if not 0 < self.expectile < 1:
+            errors.append(("expectile", f"must be in (0, 1), got {self.expectile}"))
+        if not 0 < self.polyak <= 1:
+            errors.append(("polyak", f"must be in (0, 1], got {self.polyak}"))
+        if self.decoding not in ("guided", "policy"):
+            errors.append(("decoding", f"must be guided or policy, got {self.decoding!r}"))
+        if self.top_k < 1:
+            errors.append(("top_k", f"must be >= 1, got {self.top_k}"))
+        if not self.awac_max_weight > 0:
+            errors.append(("awac_max_weight", f"must be > 0, got {self.awac_max_weight}"))
+        for key in ("cql_weight", "awac_weight", "awac_beta", "beta", "weight_decay",
+                    "grad_clip", "warmup_steps"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        return errors
+
+
+@dataclass
 class ReinforceConfig:
     """Trajectory-level REINFORCE / GRPO: the whole episode's utterances are one response with
     the episode's return (single-turn RL, no critic)."""

@@ -111,13 +111,23 @@ class EvalConfig:
     split: str = "eval"
     """Task split: eval (held-out), train or all."""
     decoding: str = "greedy"
-    """greedy, or sample (uses generation.temperature and top_p)."""
+    """greedy, sample (uses generation.temperature and top_p), or ilql: ILQL's value-guided
+    decoding, log pi + ilql_beta (min Q - V) then top-k, sampled (`archer eval --decoding
+    ilql` with a policy trained by algo=ilql; its heads are read beside it)."""
+    ilql_beta: float = 4.0
+    """eval.decoding=ilql: the weight of the advantage added to the policy's log-probs."""
+    ilql_top_k: int = 20
+    """eval.decoding=ilql: tokens kept after the guidance (the reference's 20)."""
     num_envs: int = 32
     """Envs stepped together (one batched policy call per turn)."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("split", self.split, ("train", "eval", "all"))
-        errors += _choice("decoding", self.decoding, ("greedy", "sample"))
+        errors += _choice("decoding", self.decoding, ("greedy", "sample", "ilql"))
+        if self.ilql_beta < 0:
+            errors.append(("ilql_beta", f"must be >= 0, got {self.ilql_beta}"))
+        if self.ilql_top_k < 1:
+            errors.append(("ilql_top_k", f"must be >= 1, got {self.ilql_top_k}"))
         if self.episodes < 1:
             errors.append(("episodes", f"must be >= 1, got {self.episodes}"))
         if self.num_envs < 1:

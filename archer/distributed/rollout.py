@@ -32,7 +32,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 from archer.config import Config
 from archer.models.policy import Policy
 from archer.rollout.batched import BatchedTextEnvs
-from archer.rollout.collector import Chooser, Chunk, plan_chunks, rollout_chunk, rollout_stats
+from archer.rollout.collector import ActingRule, Chunk, plan_chunks, rollout_chunk, rollout_stats
 from archer.types import Trajectory
 
 WORKER_DEATH = (RayActorError, WorkerCrashedError)
@@ -92,13 +92,13 @@ class RolloutWorker:
         )
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
-        self.chooser: Chooser | None = None
+        self.chooser: ActingRule | None = None
 
     def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
         self.policy.model.load_state_dict(state_dict)
         self.version = version
 
-    def set_chooser(self, chooser: Chooser | None) -> None:
+    def set_chooser(self, chooser: ActingRule | None) -> None:
         self.chooser = chooser
 
     def rollout(self, chunk: Chunk) -> list[Trajectory]:
@@ -171,7 +171,7 @@ class RayCollector:
         self.version = version
         self._push("set_weights", self._weights, version)  # a replacement starts with them
 
-    def set_chooser(self, chooser: Chooser | None, version: int) -> None:
+    def set_chooser(self, chooser: ActingRule | None, version: int) -> None:
         """Push an acting rule (pickled once, shared by every worker); returns once all of
         them act through it."""
         self._chooser = ray.put(chooser)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -26,9 +26,22 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from archer.errors import PolicyLoadError
 
 __all__ = [
-    "Generation", "Policy", "PolicyLoadError", "Sampling", "Scores", "TokenBatch",
+    "Generation", "Guide", "Policy", "PolicyLoadError", "Sampling", "Scores", "TokenBatch",
     "acting_state_dict", "attach_head",
 ]
+
+
+class Guide(Protocol):
+    """A token-level acting rule (ILQL's value-guided decoding): at every sampling step it
+    replaces the policy's next-token logits by its own, computed from them and the hidden
+    state the LM head read. Sampling (temperature, top-p, greedy) then runs on its logits, and
+    the stored log-probs are those of the guided distribution. It travels to rollout workers by
+    pickle, so it holds what it needs (its heads), on the CPU."""
+
+    def adjust(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """hidden [B, H] (the LM head's input), logits [B, V] -> the logits to sample from,
+        [B, V] (-inf for a token that must not be sampled)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -278,12 +291,14 @@ class Policy:
         seeds: list[int] | None = None,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
+        guide: Guide | None = None,
     ) -> Generation:
         """One utterance per observation, `chunk_size` rows at a time (None: all at once).
 
         `seeds` gives every row its own sampling stream, so an utterance depends on its seed
         and the weights only, not on the rows that share its batch (or its rollout worker).
-        Otherwise rows draw from `generator`.
+        Otherwise rows draw from `generator`. A `guide` replaces the logits of every step
+        (`Guide.adjust`) before sampling.
         """
         if sampling.max_new_tokens > self.reserve:
             raise ValueError(
@@ -310,6 +325,7 @@ class Policy:
                 sampling,
                 None if seeds is None else [seeds[i] for i in rows],
                 generator,
+                guide,
             )
             for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
@@ -334,14 +350,39 @@ class Policy:
         sampling: Sampling,
         seeds: list[int] | None,
         generator: torch.Generator | None,
+        guide: Guide | None = None,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Sampled ids (stop token included) and their log-probs for one batch of prompts."""
-        batch = len(prompts)
         ids, mask, positions = self._left_padded(prompts)
         stop_ids = self._stop_ids(sampling).to(self.device)
         row_generators = (
             [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else None
         )
+        seen: list[torch.Tensor] = []  # the LM head's input of each forward, for the guide
+        hook = None
+        if guide is not None:
+            head = self.model.get_output_embeddings()
+            hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0][:, -1]))
+        try:
+            return self._sample_loop(ids, mask, positions, sampling, stop_ids, row_generators,
+                                     generator, guide, seen)
+        finally:
+            if hook is not None:
+                hook.remove()
+
+    def _sample_loop(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        sampling: Sampling,
+        stop_ids: torch.Tensor,
+        row_generators: list[torch.Generator] | None,
+        generator: torch.Generator | None,
+        guide: Guide | None,
+        seen: list[torch.Tensor],
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        batch = ids.shape[0]
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -355,6 +396,8 @@ class Policy:
         generated: list[list[int]] = [[] for _ in range(batch)]
         logprobs: list[list[float]] = [[] for _ in range(batch)]
         for _ in range(sampling.max_new_tokens):
+            if guide is not None:
+                logits = guide.adjust(seen.pop(), logits)  # [B, V]
             token, token_logp = self._choose(
                 logits, sampling.temperature, sampling.top_p, generator, row_generators
             )

@@ -9,7 +9,8 @@ lets the in-process collector here and the Ray collector (`archer.distributed.ro
 the same trajectories for the same seeds and weights.
 
 Both collectors share one interface: `set_weights(state_dict, version)`, `set_chooser(chooser,
-version)` (an acting rule on top of the policy, such as CHAI's reranker), `collect(task_ids,
+version)` (an acting rule on top of the policy: CHAI's reranker, a `Chooser`, or ILQL's
+value-guided decoding, a `Guide`), `collect(task_ids,
 seeds) -> list[Trajectory]` (in the order of `task_ids`), `close()`, and the attributes
 `version`, `chooser_version`, `restarts` and `last_stats` (`rollout/time_s`, `rollout/tokens`,
 `rollout/tokens_per_s`, `rollout/restarts`).
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from archer.config import Config, GenerationConfig
-from archer.models.policy import Generation, Policy, Sampling
+from archer.models.policy import Generation, Guide, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
 from archer.types import Trajectory
 
@@ -46,6 +47,16 @@ class Chooser(Protocol):
         """observations, utterances: N * k, the k candidates of an observation consecutive ->
         N indices in [0, k), the candidate kept for each observation."""
         ...
+
+
+ActingRule = Chooser | Guide
+"""What `Acting.chooser` and `set_chooser` carry: a reranker of whole utterances (`choose`) or
+a token-level guide (`adjust`)."""
+
+
+def is_guide(rule: object) -> bool:
+    """True for a token-level `Guide` (it has `adjust`), False for a `Chooser` or None."""
+    return rule is not None and callable(getattr(rule, "adjust", None))
 
 
 def utterance_seed(episode_seed: int, turn: int) -> int:
@@ -71,15 +82,17 @@ def act_utterances(
     seeds: list[int] | None = None,
     generator: Any = None,
     chunk_size: int | None = None,
-    chooser: Chooser | None = None,
+    chooser: ActingRule | None = None,
 ) -> Generation:
-    """One utterance per observation: the policy's sample, or with a `chooser` the candidate
-    it keeps out of `chooser.candidates` sampled ones (candidate j of a row seeded with
-    `candidate_seed(seed, j)`). The ids and log-probs are the kept candidate's under the
+    """One utterance per observation: the policy's sample; with a `Guide` the sample of the
+    guided logits (ids and log-probs of the guided distribution); with a `Chooser` the
+    candidate it keeps out of `chooser.candidates` sampled ones (candidate j of a row seeded
+    with `candidate_seed(seed, j)`), whose ids and log-probs are the kept candidate's under the
     policy (log pi, not the probability of the reranked choice)."""
-    if chooser is None:
+    if chooser is None or is_guide(chooser):
         return policy.generate(observations, sampling, seeds=seeds, generator=generator,
-                               chunk_size=chunk_size)
+                               chunk_size=chunk_size,
+                               guide=chooser if is_guide(chooser) else None)  # type: ignore[arg-type]
     k = int(chooser.candidates)
     if k < 1:
         raise ValueError(f"a chooser needs >= 1 candidates, got {k}")
@@ -114,7 +127,7 @@ def rollout_chunk(
     gen: GenerationConfig,
     version: int,
     decoding: str = "sample",
-    chooser: Chooser | None = None,
+    chooser: ActingRule | None = None,
 ) -> list[Trajectory]:
     """Play one episode per (task id, seed) of `chunk` with `policy` on `envs` (through
     `chooser` when one is given: `act_utterances`).
@@ -180,12 +193,12 @@ class InProcessCollector:
         self.policy = policy
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
-        self.chooser: Chooser | None = None
+        self.chooser: ActingRule | None = None
         self.chooser_version = -1  # none pushed yet
         self.restarts = 0
         self.last_stats: dict[str, float] = {}
 
-    def set_chooser(self, chooser: Chooser | None, version: int) -> None:
+    def set_chooser(self, chooser: ActingRule | None, version: int) -> None:
         """Act through `chooser` (None: the policy's own samples) from now on."""
         self.chooser, self.chooser_version = chooser, version
 

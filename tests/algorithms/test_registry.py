@@ -33,6 +33,7 @@ PER_ALGO = {
     "refit": ["refit.batch_size=8"],
     "swift": ["swift.batch_size=8"],
     "dpo": ["dpo.batch_size=4"],
+    "ilql": ["ilql.batch_size=8", "ilql.awac_beta=1.0"],
 }
 
 
@@ -82,12 +83,15 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_pa
         owned["value"] = algo.value
     if case == "ppo+shared":
         assert any(n.startswith("value_head.") for n in trainable(owned["policy"]))
+    if name == "ilql":  # its heads train with the policy; the targets move by Polyak only
+        assert any(n.startswith("ilql_heads.q1.") for n in trainable(owned["policy"]))
     if name in ("archer", "reinforce", "ppo", "agro", "dpo"):
         frozen["reference"] = algo.ref
     before = {k: trainable(m) for k, m in owned.items()}
     frozen_before = {k: {n: p.clone() for n, p in m.state_dict().items()} for k, m in frozen.items()}
-    target_before = ({n: p.clone() for n, p in algo.target.state_dict().items()}
-                     if name in ("archer", "chai") else {})
+    target = algo.targets if name == "ilql" else getattr(algo, "target", None)
+    target_before = ({n: p.clone() for n, p in target.state_dict().items()}
+                     if name in ("archer", "chai", "ilql") else {})
 
     new = []
     if algo.data == "online":
@@ -109,8 +113,8 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_pa
         for n, p in module.state_dict().items():
             assert torch.equal(p, frozen_before[k][n]), (k, n)
         assert not any(p.requires_grad for p in module.parameters())
-    if name in ("archer", "chai"):  # the target moves by Polyak averaging only, not by a gradient
-        assert any(not torch.equal(p, target_before[n]) for n, p in algo.target.state_dict().items())
-        assert all(p.grad is None and not p.requires_grad for p in algo.target.parameters())
+    if target_before:  # the target moves by Polyak averaging only, not by a gradient
+        assert any(not torch.equal(p, target_before[n]) for n, p in target.state_dict().items())
+        assert all(p.grad is None and not p.requires_grad for p in target.parameters())
     assert metrics and all("/" in k for k in metrics), sorted(metrics)
     assert all(v == 0.0 for k, v in metrics.items() if k.endswith("/skipped"))
