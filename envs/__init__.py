@@ -15,6 +15,7 @@ ENV_IDS = (
     "archer/WebShop-v0",
     "archer/EarlyChoice-v0",
     "archer/ClarifyQA-v0",
+    "archer/ClarifyQASubset-v0",
 )
 
 
@@ -29,6 +30,12 @@ def _register() -> None:
         "archer/WebShop-v0": ("archer_envs.webshop:WebShopEnv", {}),
         "archer/EarlyChoice-v0": ("archer_envs.diagnostics:EarlyChoiceEnv", {}),
         "archer/ClarifyQA-v0": ("archer_envs.clarify_qa:ClarifyQAEnv", {}),
+        # Small enough for a tiny model to learn from logged data: no held-out requests,
+        # as the Twenty Questions subset has no held-out words.
+        "archer/ClarifyQASubset-v0": (
+            "archer_envs.clarify_qa:ClarifyQAEnv",
+            {"domains": ["cooking", "sports"], "heldout_fraction": 0.0},
+        ),
     }
     for env_id, (entry_point, kwargs) in specs.items():
         if env_id not in gym.registry:

@@ -57,6 +57,7 @@ class ClarifyQAEnv(TextEnv):
         match: str = "exact",
         question_cost: float = 0.0,
         data_path: str | None = None,
+        domains: list[str] | tuple[str, ...] | None = None,
         max_turns: int = 2,
         heldout_fraction: float = 0.2,
         max_action_chars: int = 300,
@@ -65,7 +66,9 @@ class ClarifyQAEnv(TextEnv):
         """user: "rule" (default), "hf:<local model dir>", "endpoint:<model>" (with
         `user_base_url`; the API key from $ARCHER_CLARIFY_API_KEY), "module:callable" or a
         callable `(request, intent, question) -> reply`. data_path: a requests file in the
-        bundled format (None: the bundled one)."""
+        bundled format (None: the bundled one). domains: keep only the requests of these
+        domains (None: all); `archer/ClarifyQASubset-v0` is cooking and sports, 58 requests,
+        no held-out split."""
         super().__init__(
             max_turns=max_turns,
             heldout_fraction=heldout_fraction,
@@ -78,6 +81,12 @@ class ClarifyQAEnv(TextEnv):
         if not 0.0 <= question_cost <= 1.0:
             raise ValueError(f"question_cost must be in [0, 1], got {question_cost}")
         self.requests = load_requests(data_path)
+        if domains is not None:
+            known = sorted({r.domain for r in self.requests})
+            unknown = sorted(set(domains) - set(known))
+            if unknown:
+                raise ValueError(f"unknown ClarifyQA domain(s) {unknown}; known: {known}")
+            self.requests = [r for r in self.requests if r.domain in set(domains)]
         self.by_id = {r.id: r for r in self.requests}
         self.match = match
         self.question_cost = float(question_cost)

@@ -382,3 +382,12 @@ def test_hf_model_user_with_a_tiny_local_model(tmp_path, env):
     # a random model says something: one clean line, whatever it is
     assert not term and isinstance(info["answer"], str) and "\n" not in info["answer"]
     assert obs.splitlines()[-1] == f"User: {info['answer']}"
+
+
+def test_the_subset_keeps_two_domains_without_a_heldout_split():
+    env = gym.make("archer/ClarifyQASubset-v0").unwrapped
+    assert {r.domain for r in env.requests} == {"cooking", "sports"}
+    assert len(env.requests) == 58  # 35 cooking + 23 sports requests in the bundled data
+    assert not env.has_heldout and env.task_ids("eval") == env.task_ids("train")
+    with pytest.raises(ValueError, match=r"unknown ClarifyQA domain\(s\) \['cookery'\]"):
+        ClarifyQAEnv(domains=["cooking", "cookery"])
