@@ -156,12 +156,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """`cfg.algo` through the loop: for an online algorithm, the SFT warm start (cached) unless
     train.init_policy is set, then training; the start and the result side by side."""
-    from archer.algorithms import OFFLINE
+    from archer.algorithms import is_offline
     from archer.loop import run
 
     cfg = _config(args, [])
     t0 = time.time()
-    offline = cfg.algo in OFFLINE
+    offline = is_offline(cfg)
     what = (f"{cfg.rollout.episodes_per_iter} episodes, {cfg.rollout.num_workers} Ray rollout "
             f"worker(s)") if not offline else f"epochs of {cfg.data.path}"
     detail = f", actor loss {cfg.archer.actor.loss}" if cfg.algo == "archer" else ""

@@ -81,7 +81,7 @@ def _init_policy(cfg: Config, ckpt: Path, progress: bool, log) -> Path | None:
         return checkpoint.resolve(ckpt) / "policy"
     if cfg.train.init_policy:
         return Path(cfg.train.init_policy)
-    if cfg.algo in algorithms.OFFLINE:  # they start without a warm start
+    if algorithms.is_offline(cfg):  # they start without a warm start
         return None  # built from model.path or a tiny model
     from archer.warm_start import warm_start
 

@@ -28,6 +28,7 @@ ALGORITHMS: dict[str, str] = {
     "swift": "archer.algorithms.swift",
     "dpo": "archer.algorithms.dpo",
     "ilql": "archer.algorithms.ilql",
+    "offline_archer": "archer.algorithms.offline_archer",
 }
 """Registry key -> module. Each key has a config section of the same name."""
 
@@ -43,12 +44,20 @@ SUMMARIES: dict[str, str] = {
     "swift": "offline: reward-weighted fine-tuning, returns standardised per task id",
     "dpo": "offline: DPO on (higher, lower)-return episode pairs of a task id, frozen reference",
     "ilql": "offline: token Q/V heads on the policy (expectile V, CQL); value-guided decoding",
+    "offline_archer": "offline: ArCHer's critic with an expectile V (IQL) + an AWR actor",
 }
 """One line per algorithm for `archer algos`."""
 
-OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo", "ilql"})
+OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo", "ilql",
+                                        "offline_archer"})
 """Algorithms that learn from `data.path` and start without a warm start (from
 train.init_policy, model.path, or a tiny model trained on the data)."""
+
+
+def is_offline(cfg: Config) -> bool:
+    """The run learns from `data.path` without rollouts: an OFFLINE algorithm, or AGRO with
+    `agro.offline`."""
+    return cfg.algo in OFFLINE or (cfg.algo == "agro" and bool(cfg.agro.offline))
 
 
 def build(cfg: Config, run: RunContext) -> Algorithm:

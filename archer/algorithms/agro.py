@@ -140,18 +140,23 @@ class AGRO:
         if not fresh:
             return {}
         old = self.replayed(fresh)
+        m = self.update(fresh, old, self.s.minibatches)
+        self.store.add(fresh, iteration)
+        return m
+
+    def update(self, fresh: list[Trajectory], old: list[Trajectory], steps: int) -> Metrics:
+        """`steps` optimizer steps on the episodes `fresh + old`, each on a share of the task-id
+        groups (a group's episodes are weighed against each other)."""
         episodes = fresh + old
         rows, owner = turn_rows(self.policy, episodes)
         with self.engine.gathered_parameters():
             logp = episode_logps(self.policy, rows, owner, len(episodes), self.engine.module,
                                  self.temperature)
-        ref_logp = episode_logps(self.policy, rows, owner, len(episodes), self.ref,
-                                 self.temperature)
+        ref_logp = self.reference_logps(episodes, rows, owner)
         returns = torch.tensor([t.episode_return for t in episodes], dtype=torch.float32)
         scores = regularised_rewards(returns, logp, ref_logp, self.s.beta)
         keys = [t.task_id for t in episodes]
         adv, alone = agro_advantages(scores, keys, self.s.baseline)
-        # Steps take whole task groups: a group's episodes are weighed against each other.
         by_task: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(keys):
             by_task[key].append(i)
@@ -161,8 +166,8 @@ class AGRO:
         for r, e in enumerate(owner):
             rows_of[e].append(r)
         history = []
-        for k in range(self.s.minibatches):
-            chosen = [i for g in order[k :: self.s.minibatches] for i in groups[g]]
+        for k in range(min(steps, len(groups))):
+            chosen = [i for g in order[k :: steps] for i in groups[g]]
             idx = [r for e in chosen for r in rows_of[e]]
             step_rows = rows.select(idx)  # the scored rows, not a second turn_rows
             row_adv = adv[torch.tensor([owner[r] for r in idx])]  # [B]
@@ -177,7 +182,6 @@ class AGRO:
                                        micro_batch_size=None, temperature=self.temperature,
                                        prefix="agro"))
         self.policy.model.eval()
-        self.store.add(fresh, iteration)
         self.version += 1
         log_ratio = logp - ref_logp
         return mean_metrics(history) | {
@@ -186,6 +190,11 @@ class AGRO:
             "agro/log_ratio_mean": float(log_ratio[: len(fresh)].mean()),  # ~ KL(pi || ref)
             "agro/replayed": float(len(old)),
             "agro/ungrouped": float(alone)}
+
+    def reference_logps(self, episodes: list[Trajectory], rows: TokenBatch, owner: list[int],
+                        ) -> torch.Tensor:
+        """log pi_ref(y) of each episode -> [n]."""
+        return episode_logps(self.policy, rows, owner, len(episodes), self.ref, self.temperature)
 
     def acting(self) -> Acting:
         return engine_acting(self.policy, self.engine, self.version)
@@ -213,14 +222,73 @@ class AGRO:
         self.ref = loaded
 
 
+class OfflineAGRO(AGRO):
+    """AGRO on a dataset (`agro.offline`): every iteration is one pass over the logged episodes
+    in steps of `agro.groups_per_step` task ids, the same loss and reference as online. The
+    dataset's utterances are scored as `encode(text) + eos` (or their sampled ids). Their
+    log pi_ref never changes: it is computed once."""
+
+    data = "offline"
+
+    def __init__(self, *args: Any, dataset: list[Trajectory]):
+        super().__init__(*args)
+        self.dataset = dataset
+        self._ref_logp: torch.Tensor | None = None
+
+    def learn(self, new: list[Trajectory], iteration: int) -> Metrics:
+        groups = len({t.task_id for t in self.dataset})
+        steps = -(-groups // self.s.groups_per_step)
+        return self.update(self.dataset, [], steps) | {
+            "progress/dataset_episodes": float(len(self.dataset))}
+
+    def reference_logps(self, episodes: list[Trajectory], rows: TokenBatch, owner: list[int],
+                        ) -> torch.Tensor:
+        if self._ref_logp is None:
+            self._ref_logp = super().reference_logps(episodes, rows, owner)
+        return self._ref_logp
+
+
+def offline_episodes(policy: Policy, located: list[tuple[str, Trajectory]]) -> list[Trajectory]:
+    """The dataset's episodes with a task id and at least one turn, every turn with token ids
+    (its sampled ones, else `encode(action) + eos`); sampled ids of another tokenizer are a
+    DatasetError naming the episode's file and line."""
+    from dataclasses import replace
+
+    from archer.buffer.dataset import DatasetError
+
+    out = []
+    for where, traj in located:
+        if not traj.turns or traj.task_id is None:
+            continue
+        if traj.tokenizer not in (None, policy.fingerprint) and any(
+                t.action_ids for t in traj.turns):
+            raise DatasetError(f"{where}: episode {traj.task_id!r} holds token ids of tokenizer "
+                               f"{traj.tokenizer}, but the policy's is {policy.fingerprint}")
+        turns = [t if t.action_ids else replace(t, action_ids=policy.action_ids_for(t.action))
+                 for t in traj.turns]
+        out.append(replace(traj, turns=turns, tokenizer=policy.fingerprint))
+    if not out:
+        raise DatasetError("the dataset has no episode with a task id and a turn: AGRO's "
+                           "baseline is per task id")
+    return out
+
+
 def build(cfg: Config, run: RunContext) -> AGRO:
     """AGRO from `cfg.agro` and the policy at `run.init_policy`, which is also the frozen
-    reference; replayed episodes come from a store of `buffer.capacity` turns."""
+    reference; replayed episodes come from a store of `buffer.capacity` turns. With
+    `agro.offline` it learns from `data.path` instead (`OfflineAGRO`)."""
     s = cfg.agro
     # kl_coef=1 only asks start_policy for the frozen reference: the KL is in the reward here.
     policy, engine, ref = start_policy(
         cfg, run, "AGRO", lr=s.lr, batch_size=cfg.deepspeed.micro_batch_size * s.micro_batches,
         grad_clip=s.grad_clip, kl_coef=1.0)
     assert ref is not None
-    return AGRO(s, policy, engine, ref, EpisodeStore(cfg.buffer.capacity, cfg.seed),
-                cfg.generation.temperature, cfg.seed)
+    args = (s, policy, engine, ref, EpisodeStore(cfg.buffer.capacity, cfg.seed),
+            cfg.generation.temperature, cfg.seed)
+    if s.offline:
+        from archer.buffer.dataset import iter_located
+
+        assert cfg.data.path is not None  # Config checks it for an offline run
+        return OfflineAGRO(*args, dataset=offline_episodes(policy, list(iter_located(
+            cfg.data.path))))
+    return AGRO(*args)

@@ -29,6 +29,7 @@ from archer.config.algos import (
     DPOConfig,
     FilteredBCConfig,
     ILQLConfig,
+    OfflineArcherConfig,
     PGActorConfig,
     RefitConfig,
     ReinforceConfig,
@@ -54,7 +55,7 @@ from archer.config.sections import (
 
 __all__ = [
     "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
-    "ConfigError", "CriticConfig", "DPOConfig", "ILQLConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
+    "ConfigError", "CriticConfig", "DPOConfig", "ILQLConfig", "OfflineArcherConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
     "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "RefitConfig",
     "ReinforceConfig", "RolloutConfig", "SwiftConfig", "TDCriticConfig", "TokenPPOConfig",
     "TrainConfig", "load_config", "to_yaml",
@@ -117,10 +118,12 @@ class Config:
     """algo=dpo: offline preference optimisation on (higher, lower)-return episode pairs."""
     ilql: ILQLConfig = field(default_factory=ILQLConfig)
     """algo=ilql: offline implicit language Q-learning, acting by value-guided decoding."""
+    offline_archer: OfflineArcherConfig = field(default_factory=OfflineArcherConfig)
+    """algo=offline_archer: ArCHer's critic with an expectile V, and an AWR actor, on a dataset."""
 
     def __post_init__(self) -> None:
         errors = []
-        from archer.algorithms import ALGORITHMS, OFFLINE  # names only: imports nothing heavy
+        from archer.algorithms import ALGORITHMS, is_offline  # names only: nothing heavy
 
         if self.algo not in ALGORITHMS:
             errors.append(("algo", f"must be one of {sorted(ALGORITHMS)}, got {self.algo!r}"))
@@ -157,7 +160,11 @@ class Config:
             errors.append(("train.init_policy", "algo=dpo starts from a policy, its frozen "
                            "reference: set train.init_policy (e.g. the SFT of the same data, "
                            "`archer sft`) or model.path"))
-        if self.algo in OFFLINE and self.data.path is None:
+        if self.algo == "agro" and self.agro.offline and self.train.init_policy is None:
+            errors.append(("train.init_policy", "agro.offline=true starts from a policy, its "
+                           "frozen reference: set train.init_policy (e.g. `archer sft` of the "
+                           "same data)"))
+        if self.algo in ALGORITHMS and is_offline(self) and self.data.path is None:
             errors.append(("data.path", f"algo={self.algo} learns offline from a dataset: set "
                                         "data.path=FILE (written by `archer collect`)"))
         if errors:

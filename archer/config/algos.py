@@ -201,9 +201,16 @@ class AgroConfig:
     """Forward/backward passes per step (the engine's accumulation)."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables."""
+    offline: bool = False
+    """Learn from the logged episodes of data.path instead of collecting (no rollouts; the
+    reference is train.init_policy)."""
+    groups_per_step: int = 8
+    """agro.offline: task ids per optimizer step (a pass over the dataset per iteration)."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("baseline", self.baseline, ("mean", "loo"))
+        if self.groups_per_step < 1:
+            errors.append(("groups_per_step", f"must be >= 1, got {self.groups_per_step}"))
         if not self.lr > 0:
             errors.append(("lr", f"must be > 0, got {self.lr}"))
         for key in ("beta", "replay_ratio"):
@@ -394,6 +401,65 @@ class ILQLConfig:
                     "grad_clip", "warmup_steps"):
             if getattr(self, key) < 0:
                 errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        return errors
+
+
+@dataclass
+class AWRActorConfig:
+    """Offline ArCHer's actor: advantage-weighted regression on the dataset's utterances."""
+
+    lr: float = 2e-3
+    """AdamW learning rate (BC's: the policy starts where BC's does; the reference's 1e-4 is
+    for a pretrained LM)."""
+    batch_size: int = 32
+    """Dataset turns per step."""
+    updates_per_iter: int | None = None
+    """Actor steps per iteration; null: one pass over the dataset's turns (as a BC epoch)."""
+    beta: float = 1.0
+    """Inverse temperature of the weights exp(beta A)."""
+    max_weight: float = 20.0
+    """Cap of exp(beta A)."""
+    grad_clip: float = 1.0
+    """Max global grad norm; 0 disables."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        for key in ("lr", "max_weight"):
+            if not getattr(self, key) > 0:
+                errors.append((key, f"must be > 0, got {getattr(self, key)}"))
+        if self.batch_size < 1:
+            errors.append(("batch_size", f"must be >= 1, got {self.batch_size}"))
+        if self.updates_per_iter is not None and self.updates_per_iter < 0:
+            errors.append(("updates_per_iter", f"must be >= 0 or null, got "
+                                               f"{self.updates_per_iter}"))
+        for key in ("beta", "grad_clip"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        return errors
+
+
+@dataclass
+class OfflineArcherConfig:
+    """Offline ArCHer: ArCHer's critic with an expectile V on the dataset's actions (IQL) and an
+    AWR actor (archer/algorithms/offline_archer.py)."""
+
+    critic: TDCriticConfig = field(default_factory=lambda: TDCriticConfig(updates_per_iter=50))
+    """The critic's training: ArCHer's settings, 50 steps of 64 dataset transitions per
+    iteration."""
+    expectile: float = 0.9
+    """tau of V's expectile regression toward min Qbar(s, a) on the dataset's action."""
+    warmup_iters: int = 1
+    """Iterations of critic training before the actor's first step."""
+    actor: AWRActorConfig = field(default_factory=AWRActorConfig)
+    """The AWR actor."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = [(f"critic.{k}", m) for k, m in self.critic.check()]
+        errors += [(f"actor.{k}", m) for k, m in self.actor.check()]
+        if not 0 < self.expectile < 1:
+            errors.append(("expectile", f"must be in (0, 1), got {self.expectile}"))
+        if self.warmup_iters < 0:
+            errors.append(("warmup_iters", f"must be >= 0, got {self.warmup_iters}"))
         return errors
 
 

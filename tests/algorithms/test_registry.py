@@ -34,13 +34,17 @@ PER_ALGO = {
     "swift": ["swift.batch_size=8"],
     "dpo": ["dpo.batch_size=4"],
     "ilql": ["ilql.batch_size=8", "ilql.awac_beta=1.0"],
+    "offline_archer": ["offline_archer.warmup_iters=0", "offline_archer.critic.updates_per_iter=1",
+                       "offline_archer.critic.batch_size=8", "offline_archer.actor.batch_size=8",
+                       "offline_archer.actor.updates_per_iter=1"],
 }
 
 
 # Variants whose parameters differ: PPO's value head on the policy (its parameters are the
 # policy model's, so "policy" covers them).
 CASES = {**{name: (name, args) for name, args in PER_ALGO.items()},
-         "ppo+shared": ("ppo", [*PER_ALGO["ppo"], "ppo.value_model=shared"])}
+         "ppo+shared": ("ppo", [*PER_ALGO["ppo"], "ppo.value_model=shared"]),
+         "agro+offline": ("agro", [*PER_ALGO["agro"], "agro.offline=true"])}
 
 
 def test_every_algorithm_is_covered():
@@ -67,7 +71,7 @@ def trainable(module):
 def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_path):
     data, policy_dir = start
     name, args = CASES[case]
-    if name == "dpo":  # it refuses to load without its starting policy (the reference)
+    if name == "dpo" or case == "agro+offline":  # refused without a start (the reference)
         args = [*args, f"train.init_policy={policy_dir}"]
     cfg = load_config(overrides=[*COMMON, *args, f"algo={name}",
                                  f"output_dir={tmp_path}", f"data.path={data / 'd.jsonl'}"])
@@ -77,7 +81,7 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_pa
     frozen = {}
     if name == "chai":  # the actor is frozen: only the critic learns
         frozen["policy"] = owned.pop("policy")
-    if name in ("archer", "chai"):
+    if name in ("archer", "chai", "offline_archer"):
         owned["critic"] = algo.critic
     if name == "ppo" and algo.value is not None:
         owned["value"] = algo.value
@@ -91,7 +95,7 @@ def test_one_learn_changes_what_it_trains_and_nothing_frozen(case, start, tmp_pa
     frozen_before = {k: {n: p.clone() for n, p in m.state_dict().items()} for k, m in frozen.items()}
     target = algo.targets if name == "ilql" else getattr(algo, "target", None)
     target_before = ({n: p.clone() for n, p in target.state_dict().items()}
-                     if name in ("archer", "chai", "ilql") else {})
+                     if name in ("archer", "chai", "ilql", "offline_archer") else {})
 
     new = []
     if algo.data == "online":
