@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# usage: scripts/offline_table.sh 20q|cqs SEED
+# Every offline method of docs/algorithms.md's offline tables on one env and seed, from the
+# data of scripts/offline_data.sh, into runs/offline/ENV-sSEED/METHOD (a method whose folder
+# exists is skipped: run seeds side by side, or re-run to finish). Then
+# `python scripts/offline_summary.py runs/offline` prints the tables.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+A="${ARCHER:-.venv/bin/archer}"
+E=$1; s=$2
+R=runs/offline/$E-s$s; D=runs/offline/data
+mkdir -p $R
+if [ "$E" = cqs ]; then
+  COMMON="env.id=archer/ClarifyQASubset-v0 data.path=$D/cqs_mixed.jsonl generation.max_new_tokens=48"
+  IT=10; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"
+else
+  COMMON="env.id=archer/TwentyQuestionsSubset-v0 data.path=$D/20q_mixed.jsonl"
+  IT=6; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"
+fi
+COMMON="$COMMON eval.episodes=100 train.eval_every=0 train.tensorboard=false seed=$s"
+run() {  # name, then train overrides
+  local name=$1; shift
+  [ -e $R/$name ] && return 0
+  mkdir -p $R/$name
+  OMP_NUM_THREADS=1 $A train --quiet $COMMON output_dir=$R/$name "$@" > $R/$name.log 2>&1 \
+    && touch $R/$name.done && echo "$E s$s $name done $(date +%T)"
+}
+run bc algo=bc train.iterations=$IT
+run bc_success algo=bc train.iterations=$IT bc.min_return=$MINR
+run refit algo=refit train.iterations=$IT $REFIT
+run swift algo=swift train.iterations=$IT
+run ilql algo=ilql train.iterations=$IT ilql.polyak=0.05 ilql.beta=16
+run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10
+while [ ! -f $R/bc.done ]; do sleep 20; done  # the SFT start of the two below
+run dpo algo=dpo train.iterations=3 train.init_policy=$R/bc/checkpoint/policy
+run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$R/bc/checkpoint/policy
+run swift_sft algo=swift train.iterations=3 train.init_policy=$R/bc/checkpoint/policy swift.lr=1e-4
+# ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
+if [ -f $R/ilql.done ] && [ ! -f $R/ilql_lm_head.json ]; then
+  for d in greedy sample; do
+    OMP_NUM_THREADS=1 $A eval --policy $R/ilql/checkpoint/policy --decoding $d --json \
+      $COMMON eval.episodes=100 2>/dev/null | tail -1 > $R/ilql_lm_$d.json
+  done
+  cat $R/ilql_lm_greedy.json $R/ilql_lm_sample.json > $R/ilql_lm_head.json
+fi
