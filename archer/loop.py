@@ -198,7 +198,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
     try:
         if collector is not None:  # resumed weights; an acting rule before the first episode
             _sync(collector, algo.acting())
-        if final_eval and not cfg.train.resume:
+        if final_eval and not cfg.train.resume and cfg.train.eval_start:
             # the start is the starting policy itself, without an acting rule on top (CHAI's
             # untrained reranker): every method's "before" row is the same policy
             before = evaluate(cfg, dataclasses.replace(algo.acting(), chooser=None),

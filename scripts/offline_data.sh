@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The logged datasets of the offline tables (docs/algorithms.md), into runs/offline/data:
-#   20q_mixed.jsonl  Twenty Questions (subset): 500 info_gain episodes at noise 0.3 (seed 0)
-#                    + 300 at noise 0.9 (seed 1): every episode a success at first, about half
+#   20q_mixed.jsonl  Twenty Questions (subset): 200 info_gain episodes at noise 0.3 (seed 0)
+#                    + 100 at noise 0.9 (seed 1): every one of the first a success, about half
 #                    of the noisy ones; returns -20 to -1
 #   cqs_mixed.jsonl  ClarifyQA (subset: cooking and sports, 58 requests): 200 episodes each of
 #                    always_answer, always_ask and ask_when_ambiguous at noise 0.2, the same
@@ -13,9 +13,9 @@ D=runs/offline/data
 mkdir -p $D
 [ -f $D/20q_mixed.jsonl ] || {
   $A collect --env archer/TwentyQuestionsSubset-v0 --agent info_gain --noise 0.3 --seed 0 \
-      --episodes 500 --out $D/20q_good.jsonl --quiet
+      --episodes 200 --out $D/20q_good.jsonl --quiet
   $A collect --env archer/TwentyQuestionsSubset-v0 --agent info_gain --noise 0.9 --seed 1 \
-      --episodes 300 --out $D/20q_noisy.jsonl --quiet
+      --episodes 100 --out $D/20q_noisy.jsonl --quiet
   cat $D/20q_good.jsonl $D/20q_noisy.jsonl > $D/20q_mixed.jsonl
 }
 [ -f $D/cqs_mixed.jsonl ] || {

@@ -12,12 +12,13 @@ R=runs/offline/$E-s$s; D=runs/offline/data
 mkdir -p $R
 if [ "$E" = cqs ]; then
   COMMON="env.id=archer/ClarifyQASubset-v0 data.path=$D/cqs_mixed.jsonl generation.max_new_tokens=48"
-  IT=10; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"
+  IT=10; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"; EP=100
 else
   COMMON="env.id=archer/TwentyQuestionsSubset-v0 data.path=$D/20q_mixed.jsonl"
-  IT=6; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"
+  IT=3; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"; EP=50
 fi
-COMMON="$COMMON eval.episodes=100 train.eval_every=0 train.tensorboard=false seed=$s"
+# the start of a method trained from scratch is an untrained tiny model: not evaluated
+COMMON="$COMMON eval.episodes=$EP train.eval_every=0 train.eval_start=false train.tensorboard=false seed=$s"
 run() {  # name, then train overrides
   local name=$1; shift
   [ -e $R/$name ] && return 0
@@ -39,7 +40,7 @@ run swift_sft algo=swift train.iterations=3 train.init_policy=$R/bc/checkpoint/p
 if [ -f $R/ilql.done ] && [ ! -f $R/ilql_lm_head.json ]; then
   for d in greedy sample; do
     OMP_NUM_THREADS=1 $A eval --policy $R/ilql/checkpoint/policy --decoding $d --json \
-      $COMMON eval.episodes=100 2>/dev/null | tail -1 > $R/ilql_lm_$d.json
+      $COMMON 2>/dev/null | tail -1 > $R/ilql_lm_$d.json
   done
   cat $R/ilql_lm_greedy.json $R/ilql_lm_sample.json > $R/ilql_lm_head.json
 fi

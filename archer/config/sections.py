@@ -225,6 +225,9 @@ class TrainConfig:
     last iteration (which always evaluates, with eval.episodes episodes)."""
     eval_episodes: int = 50
     """Episodes per periodic evaluation."""
+    eval_start: bool = True
+    """Evaluate the starting policy before training (the "start" row); false skips it, e.g.
+    for an offline run from an untrained tiny model, whose start is noise."""
     save_every: int = 10
     """Checkpoint every N iterations (and after the last); 0 only at the end."""
     resume: bool = False

@@ -45,10 +45,13 @@ def test_offline_archer_beats_bc_on_the_same_logged_data(tmp_path, coin_thrice):
     run = loop.run(load_config(overrides=[
         *OFFLINE_THRICE, "algo=offline_archer", f"data.path={data}",
         f"output_dir={tmp_path}", "train.iterations=6", "critic.hidden_dim=16",
-        "offline_archer.critic.updates_per_iter=20", "offline_archer.actor.beta=10"]), **QUIET)
+        "offline_archer.critic.updates_per_iter=20", "offline_archer.actor.beta=10",
+        "train.eval_start=false"]), **QUIET)
     after = run["after"]["eval/return_sample"]
     print("bc", bc, "offline archer", after)
     assert after > bc + 0.5, (bc, after)
+    # train.eval_start=false: the untrained start is not evaluated (no "start" row)
+    assert run["before"] is None and run["history"][0]["iteration"] == 0.0
 
 
 def test_offline_agro_improves_on_the_bc_policy_it_starts_from(tmp_path, coin_thrice):
