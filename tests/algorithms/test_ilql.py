@@ -167,6 +167,31 @@ def test_guide_with_zero_beta_and_full_top_k_samples_the_policy(policy):
     assert all(ids == [yes] * 4 for ids in greedy.action_ids)
 
 
+def test_a_collector_acts_through_the_guide(policy):
+    """Rollout workers and the in-process collector share `rollout_chunk`: a guide pushed with
+    `set_chooser` decides their utterances (here one whose Q favours the "yes" token at every
+    step makes every sampled id that token), and the stored ids are the guided ones."""
+    from archer.rollout.collector import InProcessCollector
+
+    width = policy.model.get_output_embeddings().weight.shape
+    heads = ILQLHeads(int(width[1]), int(width[0]))
+    targets = make_targets(heads)
+    yes = policy.action_ids_for("yes")[0]
+    with torch.no_grad():
+        for q in (targets["q1"], targets["q2"]):
+            q[-1].weight.zero_()
+            q[-1].bias.fill_(-100.0)
+            q[-1].bias[yes] = 100.0 if q is targets["q1"] else 101.0
+    cfg = load_config(overrides=["env.id=user_envs:SayYes-v0", "model.max_context_tokens=64",
+                                 "generation.max_new_tokens=4", "rollout.envs_per_worker=4"])
+    collector = InProcessCollector(cfg, policy)
+    collector.set_chooser(ValueGuide(heads, targets, 1.0, 5), 1)
+    episodes = collector.collect(["0", "1", "2", "3"], [1, 2, 3, 4])
+    collector.close()
+    assert [t.turns[0].action_ids for t in episodes] == [[yes] * 4] * 4  # max_new_tokens ids
+    assert [t.turns[0].action for t in episodes] == ["yes" * 4] * 4
+
+
 def test_heads_save_and_load_in_hf_format(tmp_path, policy):
     heads = ILQLHeads(8, 11)
     targets = make_targets(heads)
