@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 ENVS = {"20q": "Twenty Questions (subset)", "cqs": "ClarifyQA (subset)"}
-METHODS = [  # (row label, run folder or the ILQL LM-head evaluation)
+METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM head alone)
+    ("the start (20q: the main job's warm start of the seed)", "start"),
     ("BC (SFT) on all episodes", "bc"),
     ("filtered BC (SFT on the successful / best episodes)", "bc_success"),
     ("DPO (from the BC policy)", "dpo"),
@@ -27,8 +28,8 @@ METHODS = [  # (row label, run folder or the ILQL LM-head evaluation)
 
 def result(run: Path, method: str) -> tuple[float, float] | None:
     """(greedy, sampled) return after training, or None when the run is missing."""
-    if method == "ilql_lm_head":
-        f = run / "ilql_lm_head.json"
+    if method in ("start", "ilql_lm_head"):
+        f = run / f"{method}.json"
         if not f.is_file():
             return None
         greedy, sample = (json.loads(line) for line in f.read_text().splitlines()[:2])

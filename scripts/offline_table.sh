@@ -15,10 +15,16 @@ if [ "$E" = cqs ]; then
   IT=10; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"; EP=100
 else
   COMMON="env.id=archer/TwentyQuestionsSubset-v0 data.path=$D/20q_mixed.jsonl"
-  IT=3; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"; EP=50
+  IT=2; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"; EP=50
 fi
 # the start of a method trained from scratch is an untrained tiny model: not evaluated
 COMMON="$COMMON eval.episodes=$EP train.eval_every=0 train.eval_start=false train.tensorboard=false seed=$s"
+evaluate() {  # name, policy dir: its greedy and sampled return, as the runs evaluate
+  [ -f $R/$1.json ] && return 0
+  for d in greedy sample; do
+    OMP_NUM_THREADS=1 $A eval --policy $2 --decoding $d --json $COMMON 2>/dev/null | tail -1
+  done > $R/$1.tmp && mv $R/$1.tmp $R/$1.json
+}
 run() {  # name, then train overrides
   local name=$1; shift
   [ -e $R/$name ] && return 0
@@ -26,21 +32,34 @@ run() {  # name, then train overrides
   OMP_NUM_THREADS=1 $A train --quiet $COMMON output_dir=$R/$name "$@" > $R/$name.log 2>&1 \
     && touch $R/$name.done && echo "$E s$s $name done $(date +%T)"
 }
-run bc algo=bc train.iterations=$IT
-run bc_success algo=bc train.iterations=$IT bc.min_return=$MINR
-run refit algo=refit train.iterations=$IT $REFIT
-run swift algo=swift train.iterations=$IT
-run ilql algo=ilql train.iterations=$IT ilql.polyak=0.05 ilql.beta=16
-run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10
-while [ ! -f $R/bc.done ]; do sleep 20; done  # the SFT start of the two below
-run dpo algo=dpo train.iterations=3 train.init_policy=$R/bc/checkpoint/policy
-run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$R/bc/checkpoint/policy
-run swift_sft algo=swift train.iterations=3 train.init_policy=$R/bc/checkpoint/policy swift.lr=1e-4
-# ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
-if [ -f $R/ilql.done ] && [ ! -f $R/ilql_lm_head.json ]; then
-  for d in greedy sample; do
-    OMP_NUM_THREADS=1 $A eval --policy $R/ilql/checkpoint/policy --decoding $d --json \
-      $COMMON 2>/dev/null | tail -1 > $R/ilql_lm_$d.json
-  done
-  cat $R/ilql_lm_greedy.json $R/ilql_lm_sample.json > $R/ilql_lm_head.json
+if [ "$E" = cqs ]; then  # every method from a tiny model built on the data (BC's start)
+  run bc algo=bc train.iterations=$IT
+  run bc_success algo=bc train.iterations=$IT bc.min_return=$MINR
+  run refit algo=refit train.iterations=$IT $REFIT
+  run swift algo=swift train.iterations=$IT
+  run ilql algo=ilql train.iterations=$IT ilql.polyak=0.05 ilql.beta=16
+  run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10
+  SFT=$R/bc/checkpoint/policy
+  while [ ! -f $R/bc.done ]; do sleep 20; done  # the SFT start of the ones below
+else  # every method fine-tunes the main job's warm start of this seed on the logged data
+  if [ ! -f $R/sft/checkpoint/policy/config.json ]; then
+    $A collect --env archer/TwentyQuestionsSubset-v0 --agent info_gain --noise 0.3 --seed $s \
+        --episodes 500 --out $R/sft_data.jsonl --quiet
+    $A sft --data $R/sft_data.jsonl --out $R/sft --quiet env.id=archer/TwentyQuestionsSubset-v0 seed=$s
+  fi
+  SFT=$R/sft/checkpoint/policy
+  START="train.init_policy=$SFT"
+  evaluate start $SFT  # the start itself
+  run bc algo=bc train.iterations=$IT $START bc.lr=5e-4
+  run bc_success algo=bc train.iterations=$IT bc.min_return=$MINR $START bc.lr=5e-4
+  run refit algo=refit train.iterations=$IT $REFIT $START refit.lr=5e-4
+  run swift algo=swift train.iterations=$IT $START swift.lr=5e-4
+  run ilql algo=ilql train.iterations=$IT ilql.polyak=0.05 ilql.beta=16 ilql.batch_size=4 $START ilql.lr=5e-4
+  run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10 $START offline_archer.actor.lr=5e-4
 fi
+run dpo algo=dpo train.iterations=3 train.init_policy=$SFT
+GROUPS=$([ "$E" = cqs ] && echo 8 || echo 1)  # task ids per AGRO step (20q: 10 in all)
+run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$SFT agro.groups_per_step=$GROUPS
+[ "$E" = cqs ] && run swift_sft algo=swift train.iterations=3 train.init_policy=$SFT swift.lr=1e-4
+# ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
+[ -f $R/ilql.done ] && evaluate ilql_lm_head $R/ilql/checkpoint/policy
