@@ -20,7 +20,8 @@ METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM he
     ("Swift (from scratch)", "swift"),
     ("Swift (from the BC policy, lr 1e-4)", "swift_sft"),
     ("ILQL, LM head alone (no value guidance)", "ilql_lm_head"),
-    ("ILQL, value-guided decoding (beta 16)", "ilql"),
+    ("ILQL, value-guided decoding, beta 4 (sampled only)", "ilql_beta4"),
+    ("ILQL, value-guided decoding, beta 16", "ilql"),
     ("offline ArCHer (IQL critic + AWR)", "offline_archer"),
     ("offline AGRO (from the BC policy)", "agro"),
 ]
@@ -28,12 +29,14 @@ METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM he
 
 def result(run: Path, method: str) -> tuple[float, float] | None:
     """(greedy, sampled) return after training, or None when the run is missing."""
-    if method in ("start", "ilql_lm_head"):
+    if method in ("start", "ilql_lm_head", "ilql_beta4"):
         f = run / f"{method}.json"
         if not f.is_file():
             return None
-        greedy, sample = (json.loads(line) for line in f.read_text().splitlines()[:2])
-        return greedy["return_mean"], sample["return_mean"]
+        lines = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if method == "ilql_beta4":  # sampled only
+            return float("nan"), lines[0]["return_mean"]
+        return lines[0]["return_mean"], lines[1]["return_mean"]
     f = run / method / "train_results.json"
     if not f.is_file():
         return None
@@ -42,6 +45,8 @@ def result(run: Path, method: str) -> tuple[float, float] | None:
 
 
 def cell(values: list[float]) -> str:
+    if any(v != v for v in values):  # not measured (nan)
+        return "—"
     mean = sum(values) / len(values)
     return f"{mean:.2f} ({min(values):.2f} to {max(values):.2f})" if len(values) > 1 else (
         f"{mean:.2f}")

@@ -63,3 +63,8 @@ run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$SFT a
 [ "$E" = cqs ] && run swift_sft algo=swift train.iterations=3 train.init_policy=$SFT swift.lr=1e-4
 # ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
 [ -f $R/ilql.done ] && evaluate ilql_lm_head $R/ilql/checkpoint/policy
+# ... and value-guided at a smaller beta (sampled; the run's own evaluation used beta 16)
+if [ -f $R/ilql.done ] && [ ! -f $R/ilql_beta4.json ]; then
+  OMP_NUM_THREADS=1 $A eval --policy $R/ilql/checkpoint/policy --decoding ilql --beta 4 --json \
+    $COMMON 2>/dev/null | tail -1 > $R/ilql_beta4.tmp && mv $R/ilql_beta4.tmp $R/ilql_beta4.json
+fi
