@@ -12,18 +12,18 @@ from pathlib import Path
 
 ENVS = {"20q": "Twenty Questions (subset)", "cqs": "ClarifyQA (subset)"}
 METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM head alone)
-    ("the start (20q: the main job's warm start of the seed)", "start"),
+    ("the start (20q only: the seed's main-job warm start)", "start"),
     ("BC (SFT) on all episodes", "bc"),
-    ("filtered BC (SFT on the successful / best episodes)", "bc_success"),
-    ("DPO (from the BC policy)", "dpo"),
+    ("filtered BC (BC on the successful / best episodes)", "bc_success"),
+    ("DPO", "dpo"),
     ("Refit", "refit"),
-    ("Swift (from scratch)", "swift"),
-    ("Swift (from the BC policy, lr 1e-4)", "swift_sft"),
+    ("Swift", "swift"),
+    ("Swift from the BC policy, lr 1e-4 (cqs only)", "swift_sft"),
     ("ILQL, LM head alone (no value guidance)", "ilql_lm_head"),
     ("ILQL, value-guided decoding, beta 4 (sampled only)", "ilql_beta4"),
     ("ILQL, value-guided decoding, beta 16", "ilql"),
     ("offline ArCHer (IQL critic + AWR)", "offline_archer"),
-    ("offline AGRO (from the BC policy)", "agro"),
+    ("offline AGRO", "agro"),
 ]
 
 
