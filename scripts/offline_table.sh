@@ -58,8 +58,8 @@ else  # every method fine-tunes the main job's warm start of this seed on the lo
   run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10 $START offline_archer.actor.lr=5e-4
 fi
 run dpo algo=dpo train.iterations=3 train.init_policy=$SFT
-GROUPS=$([ "$E" = cqs ] && echo 8 || echo 1)  # task ids per AGRO step (20q: 10 in all)
-run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$SFT agro.groups_per_step=$GROUPS
+AGRO_GROUPS=$([ "$E" = cqs ] && echo 8 || echo 1)  # task ids per AGRO step (20q: 10 in all)
+run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$SFT agro.groups_per_step=$AGRO_GROUPS
 [ "$E" = cqs ] && run swift_sft algo=swift train.iterations=3 train.init_policy=$SFT swift.lr=1e-4
 # ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
 [ -f $R/ilql.done ] && evaluate ilql_lm_head $R/ilql/checkpoint/policy
