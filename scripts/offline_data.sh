@@ -6,6 +6,8 @@
 #   cqs_mixed.jsonl  ClarifyQA (subset: cooking and sports, 58 requests): 200 episodes each of
 #                    always_answer, always_ask and ask_when_ambiguous at noise 0.2, the same
 #                    seed, so every request drawn is logged by all three (Swift's groups)
+#   cq_mixed.jsonl   ClarifyQA (all 587 requests, 20% held out): the same three agents, 500
+#                    episodes each, on the training requests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A="${ARCHER:-.venv/bin/archer}"
@@ -25,4 +27,12 @@ mkdir -p $D
   done
   cat $D/cqs_always_answer.jsonl $D/cqs_always_ask.jsonl $D/cqs_ask_when_ambiguous.jsonl \
       > $D/cqs_mixed.jsonl
+}
+[ -f $D/cq_mixed.jsonl ] || {
+  for agent in always_answer always_ask ask_when_ambiguous; do
+    $A collect --env archer/ClarifyQA-v0 --agent $agent --noise 0.2 --seed 0 \
+        --episodes 500 --out $D/cq_$agent.jsonl --quiet
+  done
+  cat $D/cq_always_answer.jsonl $D/cq_always_ask.jsonl $D/cq_ask_when_ambiguous.jsonl \
+      > $D/cq_mixed.jsonl
 }

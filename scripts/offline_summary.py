@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-ENVS = {"20q": "Twenty Questions (subset)", "cqs": "ClarifyQA (subset)"}
+ENVS = {"20q": "Twenty Questions (subset)", "cqs": "ClarifyQA (subset)",
+        "cq": "ClarifyQA (held-out requests)"}
 METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM head alone)
     ("the start (20q only: the seed's main-job warm start)", "start"),
     ("BC (SFT) on all episodes", "bc"),
@@ -18,7 +19,7 @@ METHODS = [  # (row label, run folder, or an evaluation: the start, ILQL's LM he
     ("DPO", "dpo"),
     ("Refit", "refit"),
     ("Swift", "swift"),
-    ("Swift from the BC policy, lr 1e-4 (cqs only)", "swift_sft"),
+    ("Swift from the BC policy, lr 1e-4 (ClarifyQA only)", "swift_sft"),
     ("ILQL, LM head alone (no value guidance)", "ilql_lm_head"),
     ("ILQL, value-guided decoding, beta 4 (sampled only)", "ilql_beta4"),
     ("ILQL, value-guided decoding, beta 16", "ilql"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: scripts/offline_table.sh 20q|cqs SEED
+# usage: scripts/offline_table.sh 20q|cqs|cq SEED     (cq: the full ClarifyQA, held-out requests)
 # Every offline method of docs/algorithms.md's offline tables on one env and seed, from the
 # data of scripts/offline_data.sh, into runs/offline/ENV-sSEED/METHOD (a method whose folder
 # exists is skipped: run seeds side by side, or re-run to finish). Then
@@ -13,6 +13,9 @@ mkdir -p $R
 if [ "$E" = cqs ]; then
   COMMON="env.id=archer/ClarifyQASubset-v0 data.path=$D/cqs_mixed.jsonl generation.max_new_tokens=48"
   IT=10; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"; EP=100
+elif [ "$E" = cq ]; then  # evaluated on the held-out requests (eval.split=eval, the default)
+  COMMON="env.id=archer/ClarifyQA-v0 data.path=$D/cq_mixed.jsonl generation.max_new_tokens=48"
+  IT=6; MINR=1.0; REFIT="refit.reward_shift=0 refit.reward_scale=1"; EP=100
 else
   COMMON="env.id=archer/TwentyQuestionsSubset-v0 data.path=$D/20q_mixed.jsonl"
   IT=2; MINR=-6; REFIT="refit.reward_shift=20 refit.reward_scale=0.05"; EP=50
@@ -32,7 +35,7 @@ run() {  # name, then train overrides
   OMP_NUM_THREADS=1 $A train --quiet $COMMON output_dir=$R/$name "$@" > $R/$name.log 2>&1 \
     && touch $R/$name.done && echo "$E s$s $name done $(date +%T)"
 }
-if [ "$E" = cqs ]; then  # every method from a tiny model built on the data (BC's start)
+if [ "$E" != 20q ]; then  # every method from a tiny model built on the data (BC's start)
   run bc algo=bc train.iterations=$IT
   run bc_success algo=bc train.iterations=$IT bc.min_return=$MINR
   run refit algo=refit train.iterations=$IT $REFIT
@@ -58,9 +61,9 @@ else  # every method fine-tunes the main job's warm start of this seed on the lo
   run offline_archer algo=offline_archer train.iterations=$IT offline_archer.actor.beta=10 $START offline_archer.actor.lr=5e-4
 fi
 run dpo algo=dpo train.iterations=3 train.init_policy=$SFT
-AGRO_GROUPS=$([ "$E" = cqs ] && echo 8 || echo 1)  # task ids per AGRO step (20q: 10 in all)
+AGRO_GROUPS=$([ "$E" = 20q ] && echo 1 || echo 8)  # task ids per AGRO step (20q: 10 in all)
 run agro algo=agro agro.offline=true train.iterations=3 train.init_policy=$SFT agro.groups_per_step=$AGRO_GROUPS
-[ "$E" = cqs ] && run swift_sft algo=swift train.iterations=3 train.init_policy=$SFT swift.lr=1e-4
+[ "$E" != 20q ] && run swift_sft algo=swift train.iterations=3 train.init_policy=$SFT swift.lr=1e-4
 # ILQL without value-guided decoding: its LM head alone, same evaluation as the runs'
 [ -f $R/ilql.done ] && evaluate ilql_lm_head $R/ilql/checkpoint/policy
 # ... and value-guided at a smaller beta (sampled; the run's own evaluation used beta 16)
