@@ -254,18 +254,15 @@ def offline_episodes(policy: Policy, located: list[tuple[str, Trajectory]]) -> l
     DatasetError naming the episode's file and line."""
     from dataclasses import replace
 
+    from archer.algorithms.bc import check_tokenizer, turn_ids
     from archer.buffer.dataset import DatasetError
 
     out = []
     for where, traj in located:
         if not traj.turns or traj.task_id is None:
             continue
-        if traj.tokenizer not in (None, policy.fingerprint) and any(
-                t.action_ids for t in traj.turns):
-            raise DatasetError(f"{where}: episode {traj.task_id!r} holds token ids of tokenizer "
-                               f"{traj.tokenizer}, but the policy's is {policy.fingerprint}")
-        turns = [t if t.action_ids else replace(t, action_ids=policy.action_ids_for(t.action))
-                 for t in traj.turns]
+        check_tokenizer(policy, traj, where)
+        turns = [replace(t, action_ids=turn_ids(policy, t)) for t in traj.turns]
         out.append(replace(traj, turns=turns, tokenizer=policy.fingerprint))
     if not out:
         raise DatasetError("the dataset has no episode with a task id and a turn: AGRO's "

@@ -24,7 +24,7 @@ from archer.config import BCConfig
 from archer.errors import CheckpointError
 from archer.metrics import mean_metrics
 from archer.models.policy import Policy, TokenBatch
-from archer.types import Trajectory
+from archer.types import Trajectory, Turn
 
 if TYPE_CHECKING:
     from archer.config import Config
@@ -92,22 +92,29 @@ def load_scheduled(directory: Path, name: str, what: str, policy: Policy, engine
     return int(state["version"])
 
 
+def check_tokenizer(policy: Policy, traj: Trajectory, where: str | None = None) -> None:
+    """Sampled ids from another tokenizer are a DatasetError naming the episode (and `where`,
+    its file and line): they would be trained as other tokens."""
+    if traj.tokenizer not in (None, policy.fingerprint) and any(t.action_ids for t in traj.turns):
+        raise DatasetError(
+            f"{where + ': ' if where else ''}episode {traj.task_id!r} ({traj.agent}) holds token "
+            f"ids of tokenizer {traj.tokenizer}, but the policy's is {policy.fingerprint}: train "
+            "with the policy that sampled it, or drop its action_ids to re-encode the text")
+
+
+def turn_ids(policy: Policy, turn: Turn) -> list[int]:
+    """A turn's action ids: the sampled ones when it has them, else `encode(action) + eos`."""
+    return list(turn.action_ids) if turn.action_ids else policy.action_ids_for(turn.action)
+
+
 def turn_examples(policy: Policy, trajectories: list[Trajectory]) -> list[Example]:
-    """One example per agent turn with a non-empty utterance: the sampled ids when the episode
-    was played by a policy with this tokenizer, else `encode(action) + eos`. Sampled ids from
-    another tokenizer are a DatasetError (they would be trained as other tokens)."""
+    """One example per agent turn with a non-empty utterance (`turn_ids`); sampled ids of
+    another tokenizer are a DatasetError (`check_tokenizer`)."""
     examples = []
     for traj in trajectories:
-        for turn in traj.turns:
-            if turn.action_ids and traj.tokenizer not in (None, policy.fingerprint):
-                raise DatasetError(
-                    f"episode {traj.task_id!r} ({traj.agent}) holds token ids of tokenizer "
-                    f"{traj.tokenizer}, but the policy's is {policy.fingerprint}: train with the "
-                    "policy that sampled it, or drop its action_ids to re-encode the text")
-            if turn.action_ids:
-                examples.append((turn.observation, list(turn.action_ids)))
-            elif turn.action.strip():
-                examples.append((turn.observation, policy.action_ids_for(turn.action)))
+        check_tokenizer(policy, traj)
+        examples += [(turn.observation, turn_ids(policy, turn)) for turn in traj.turns
+                     if turn.action_ids or turn.action.strip()]
     return examples
 
 

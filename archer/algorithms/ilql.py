@@ -44,7 +44,14 @@ import torch
 from torch import nn
 
 from archer.algorithms.api import Acting, RunContext
-from archer.algorithms.bc import load_scheduled, offline_engine, save_scheduled, schedule
+from archer.algorithms.bc import (
+    check_tokenizer,
+    load_scheduled,
+    offline_engine,
+    save_scheduled,
+    schedule,
+    turn_ids,
+)
 from archer.algorithms.updates import policy_step
 from archer.buffer.dataset import DatasetError, iter_located
 from archer.errors import CheckpointError
@@ -239,14 +246,8 @@ def ilql_episodes(policy: Policy, located: list[tuple[str, Trajectory]]) -> list
     for where, traj in located:
         if not traj.turns:
             continue
-        if traj.tokenizer not in (None, policy.fingerprint) and any(
-                t.action_ids for t in traj.turns):
-            raise DatasetError(
-                f"{where}: episode {traj.task_id!r} holds token ids of tokenizer "
-                f"{traj.tokenizer}, but the policy's is {policy.fingerprint}: train with the "
-                "policy that sampled it, or drop its action_ids to re-encode the text")
-        turns = [(t.observation, list(t.action_ids) if t.action_ids
-                  else policy.action_ids_for(t.action), float(t.reward)) for t in traj.turns]
+        check_tokenizer(policy, traj, where)
+        turns = [(t.observation, turn_ids(policy, t), float(t.reward)) for t in traj.turns]
         episodes.append(Episode(turns, bool(traj.turns[-1].terminated),
                                 traj.final_observation))
     return episodes

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from archer.algorithms.api import RunContext
 from archer.algorithms.archer import ArCHer, utterance_advantage
-from archer.algorithms.bc import offline_engine
+from archer.algorithms.bc import check_tokenizer, offline_engine, turn_ids
 from archer.algorithms.ilql import expectile_loss
 from archer.algorithms.losses import weighted_logp_loss
 from archer.algorithms.updates import critic_step, policy_step
@@ -117,8 +117,7 @@ class OfflineArCHer(ArCHer):
         for _ in range(self._per_iter(a.updates_per_iter, a.batch_size)):
             refs = self.store.sample_turns(a.batch_size)
             states = [r.turn.observation for r in refs]
-            ids = [list(r.turn.action_ids) if r.turn.action_ids
-                   else self.policy.action_ids_for(r.turn.action) for r in refs]
+            ids = [turn_ids(self.policy, r.turn) for r in refs]
             self.critic.eval()
             with torch.no_grad():
                 q1, q2, v1, v2 = self.critic(states, [r.turn.action for r in refs])
@@ -165,10 +164,7 @@ def build(cfg: Config, run: RunContext) -> OfflineArCHer:
         raise DatasetError(f"dataset {cfg.data.path} holds no episode with a turn")
     policy = build_policy(cfg, trajectories, run.init_policy)
     for where, traj in located:
-        if traj.tokenizer not in (None, policy.fingerprint) and any(
-                t.action_ids for t in traj.turns):
-            raise DatasetError(f"{where}: episode {traj.task_id!r} holds token ids of tokenizer "
-                               f"{traj.tokenizer}, but the policy's is {policy.fingerprint}")
+        check_tokenizer(policy, traj, where)
     engine = offline_engine(cfg, policy, lr=s.actor.lr, batch_size=s.actor.batch_size,
                             grad_clip=s.actor.grad_clip)
     critic = build_critic(cfg.critic, run.corpus or tokenizer_corpus(trajectories), cfg.device,
