@@ -33,7 +33,7 @@ from archer import algorithms, checkpoint
 from archer.algorithms.api import Acting, Algorithm, RunContext
 from archer.config import Config, ConfigError
 from archer.errors import CheckpointError, DistributedError, NonFiniteError
-from archer.metrics import MetricsLogger, timed
+from archer.metrics import COUNTS, MetricsLogger, timed
 from archer.rollout.envs import env_info
 from archer.rollout.seeds import seed_everything
 
@@ -49,6 +49,15 @@ class LoopState:
     episodes: int = 0
     """Online episodes collected so far (the x-axis of sample efficiency)."""
     nonfinite: int = 0
+    turns: int = 0
+    """Agent turns of those episodes."""
+    tokens: int = 0
+    """Policy tokens generated for learning: the rollouts' and the learner's own samples
+    (ArCHer's fresh utterances), evaluation excluded."""
+    gradient_steps: int = 0
+    """Optimizer steps of every model the algorithm trains."""
+    wall_s: float = 0.0
+    """Seconds spent collecting, learning and syncing (evaluation and checkpoints excluded)."""
     task_rng: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
 
@@ -203,7 +212,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
             # untrained reranker): every method's "before" row is the same policy
             before = evaluate(cfg, dataclasses.replace(algo.acting(), chooser=None),
                               cfg.eval.episodes)
-            logger.log({"iteration": -1.0, **before})
+            logger.log({"iteration": -1.0, **before, **_progress_keys(state)})
         bar = tqdm(range(state.iteration, cfg.train.iterations), initial=state.iteration,
                    total=cfg.train.iterations, desc=cfg.algo, unit="it", disable=not progress)
         for it in bar:
@@ -217,6 +226,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
                 m.update(_rollout_metrics(new, state, collector))
                 m.update(logp_gap(algo.acting(), new, cfg.generation.temperature))
             # ---- learn
+            before_counts = dict(COUNTS)
             with timed(t, "learn"):
                 m.update(algo.learn(new, it))
             _count_nonfinite(state, m, cfg.train.max_nonfinite)
@@ -224,6 +234,7 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
             if collector is not None:
                 with timed(t, "sync"):
                     _sync(collector, algo.acting())
+            m.update(_progress(state, new, m, before_counts, t))
             # ---- eval, save, log
             last = it + 1 == cfg.train.iterations
             if (final_eval or not last) and _due(it, cfg.train.eval_every, cfg.train.iterations):
@@ -274,6 +285,27 @@ def _collect(collector: Any, cfg: Config, state: LoopState, task_rng: np.random.
     return trajectories
 
 
+def _progress(state: LoopState, new: list, m: dict[str, float], before: dict[str, int],
+              t: dict[str, float]) -> dict[str, float]:
+    """Advance the run's work counters by this iteration's and return them as progress/*."""
+    state.turns += sum(traj.length for traj in new)
+    state.tokens += int(m.get("rollout/tokens", 0)) + (
+        COUNTS["generated_tokens"] - before["generated_tokens"])
+    state.gradient_steps += COUNTS["gradient_steps"] - before["gradient_steps"]
+    state.wall_s += sum(t.values())
+    return _progress_keys(state)
+
+
+def _progress_keys(state: LoopState) -> dict[str, float]:
+    """The x-axes of a learning curve (`archer bench`): online episodes (also logged with the
+    rollout metrics), their turns, policy tokens generated for learning, optimizer steps and
+    training seconds, each counted from the start of the run (resumes included)."""
+    return {"progress/env_episodes": float(state.episodes), "progress/env_turns": float(state.turns),
+            "progress/policy_tokens": float(state.tokens),
+            "progress/gradient_steps": float(state.gradient_steps),
+            "progress/wall_s": state.wall_s}
+
+
 def _rollout_metrics(new: list, state: LoopState, collector: Any) -> dict[str, float]:
     returns = [t.episode_return for t in new]
     return {
@@ -322,8 +354,8 @@ def _save(ckpt: Path, cfg: Config, algo: Algorithm, state: LoopState,
           task_rng: np.random.Generator) -> None:
     def write(tmp: Path) -> None:
         algo.save(tmp)
-        saved = LoopState(state.iteration, state.episodes, state.nonfinite,
-                          dict(task_rng.bit_generator.state), _rng_state())
+        saved = dataclasses.replace(state, task_rng=dict(task_rng.bit_generator.state),
+                                    rng=_rng_state())
         torch.save({"loop_state": asdict(saved), "config": asdict(cfg)}, tmp / LOOP_STATE)
 
     checkpoint.save(ckpt, write, {"iteration": state.iteration, "algo": cfg.algo})

@@ -10,6 +10,15 @@ from types import TracebackType
 
 import numpy as np
 
+COUNTS: dict[str, int] = {"gradient_steps": 0, "generated_tokens": 0}
+"""Process-wide work counters that the loop reads as differences around a phase (the
+benchmark's x-axes): optimizer steps taken by `archer.algorithms.updates` (the only callers of
+a step), and tokens sampled by `Policy.generate` in this process."""
+
+
+def count(key: str, n: int = 1) -> None:
+    COUNTS[key] += n
+
 
 class timed:
     """`with timed(sink, "collect"):` records the block's seconds in sink["collect"]."""

@@ -90,3 +90,41 @@ def test_a_multi_rank_launch_is_refused(tmp_path, init, fake, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(DistributedError, match="scale-out plan"):
         loop.run(load_config(overrides=overrides(tmp_path, init)), **QUIET)
+
+
+def test_progress_counts_turns_tokens_gradient_steps_and_seconds_across_a_resume(tmp_path, init):
+    """The benchmark's x-axes: REINFORCE takes one optimizer step per
+    iteration and generates nothing itself, so its policy tokens are the rollouts'; a resumed
+    run continues every counter from the checkpoint."""
+    over = overrides(tmp_path, init, "algo=reinforce", "rollout.group_size=2",
+                     "train.save_every=1")
+    loop.run(load_config(overrides=[*over, "train.iterations=2"]), **QUIET)
+    loop.run(load_config(overrides=[*over, "train.iterations=3", "train.resume=true"]), **QUIET)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [-1, 0, 1, 2]
+    start, rows = lines[0], lines[1:]
+    assert start["progress/env_episodes"] == start["progress/gradient_steps"] == 0.0
+    assert [m["progress/env_episodes"] for m in rows] == [4.0, 8.0, 12.0]
+    assert [m["progress/env_turns"] for m in rows] == [4.0, 8.0, 12.0]  # SayYes: one turn each
+    assert [m["progress/gradient_steps"] for m in rows] == [1.0, 2.0, 3.0]
+    tokens = [m["rollout/tokens"] for m in rows]
+    assert [m["progress/policy_tokens"] for m in rows] == [
+        sum(tokens[:1]), sum(tokens[:2]), sum(tokens)]
+    walls = [m["progress/wall_s"] for m in rows]
+    assert 0 < walls[0] < walls[1] < walls[2]
+    assert walls[2] - walls[1] == pytest.approx(
+        rows[2]["time/collect_s"] + rows[2]["time/learn_s"] + rows[2]["time/sync_s"])
+
+
+def test_the_learners_own_samples_count_as_policy_tokens(tmp_path, init):
+    """ArCHer generates fresh utterances for its critic's V targets in the learner: they count
+    (every critic step after the warm-up samples one per transition of its batch)."""
+    over = overrides(tmp_path, init, "algo=archer", "archer.warmup_iters=0",
+                     "archer.critic.updates_per_iter=2", "archer.critic.batch_size=4",
+                     "archer.critic.micro_batch_size=4", "archer.actor.batch_size=4",
+                     "archer.actor.updates_per_iter=1", "deepspeed.micro_batch_size=4", "train.iterations=1", "train.eval_every=0",
+                     "train.eval_start=false")
+    result = loop.run(load_config(overrides=over), **QUIET)
+    m = result["history"][-1]
+    assert m["progress/policy_tokens"] > m["rollout/tokens"]
+    assert m["progress/gradient_steps"] >= 3  # 2 critic steps, >= 1 actor step

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from archer.metrics import count
 from archer.algorithms.losses import kl_k3
 from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
 from archer.types import Trajectory
@@ -145,6 +146,7 @@ def policy_step(
         for k, v in m.items():
             sums[k] = sums.get(k, 0.0) + v
     sums[f"{prefix}/skipped"] = 1.0 if skipped else 0.0
+    count("gradient_steps", 0 if skipped else 1)
     norm = engine.get_grad_norm() if not skipped else None
     if norm is not None:
         sums[f"{prefix}/grad_norm"] = float(norm)
@@ -212,4 +214,5 @@ def module_step(
     params = [p for p in module.parameters() if p.requires_grad]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
+    count("gradient_steps")
     return {**sums, f"{prefix}/grad_norm": float(norm), f"{prefix}/skipped": 0.0}

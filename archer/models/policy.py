@@ -24,6 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from archer.errors import PolicyLoadError
+from archer.metrics import count
 
 __all__ = [
     "Generation", "Guide", "Policy", "PolicyLoadError", "Sampling", "Scores", "TokenBatch",
@@ -330,6 +331,7 @@ class Policy:
             for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
         out = Generation([], action_ids, logprobs)
+        count("generated_tokens", sum(len(r) for r in action_ids))
         stops = set(self._stop_ids(sampling).tolist())
         out.texts = [  # what the env receives: the ids without their stop token, decoded
             self.tokenizer.decode(
