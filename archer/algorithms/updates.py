@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from archer.metrics import count
 from archer.algorithms.losses import kl_k3
+from archer.metrics import count
 from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
 from archer.types import Trajectory
 
