@@ -1,4 +1,4 @@
-"""`archer` command line: envs, play, collect, sft, eval, train, baseline, algos, config.
+"""`archer` command line: envs, play, collect, sft, eval, train, bench, baseline, algos, config.
 
 Every command that trains or evaluates takes `--config FILE` and trailing `key=value`
 overrides of the structured config (archer/config.py), validated before any work starts.
@@ -202,12 +202,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_algos(args: argparse.Namespace) -> int:
-    from archer.algorithms import ALGORITHMS, SUMMARIES
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`archer bench --config FILE [key=value ...]`, or `archer bench report DIR`."""
+    rest = list(args.overrides)
+    if rest and rest[0] == "report":
+        if len(rest) != 2 or args.config:
+            raise ConfigError("usage: archer bench report DIR (re-renders DIR's report from its "
+                              "results, without training)")
+        from archer.bench.report import write_report
 
+        print(f"report: {write_report(rest[1])}")
+        return 0
+    from archer.bench.config import load_bench
+    from archer.bench.run import bench
+
+    cfg = load_bench(args.config, rest)
+    out = bench(cfg, interval=args.progress_every)
+    print(f"results: {out / 'results.csv'}, {out / 'summary.json'}; report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from archer.algorithms import ALGORITHMS, SUMMARIES, load_plugins
+
+    load_plugins()
     width = max(map(len, ALGORITHMS))
     for name in ALGORITHMS:
-        print(f"{name:{width}s}  {SUMMARIES[name]}  (config section: {name}.*)")
+        section = f"{name}.*" if name in Config.__dataclass_fields__ else "algo_kwargs.*"
+        print(f"{name:{width}s}  {SUMMARIES[name]}  (config section: {section})")
     return 0
 
 
@@ -333,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
                                          "scripted agents")
     with_config(bl)
     bl.set_defaults(fn=cmd_baseline)
+
+    be = sub.add_parser("bench", help="sample-efficiency benchmark: methods x seeds from one "
+                                      "start (`archer bench report DIR` re-renders a report)")
+    be.add_argument("--progress-every", type=float, default=30.0, metavar="S",
+                    help="seconds between progress lines (default 30)")
+    with_config(be)
+    be.set_defaults(fn=cmd_bench)
 
     sub.add_parser("algos", help="list the registered algorithms").set_defaults(fn=cmd_algos)
     conf = sub.add_parser("config", help="inspect configs")

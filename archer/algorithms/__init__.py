@@ -54,6 +54,43 @@ OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo", "ilql",
 train.init_policy, model.path, or a tiny model trained on the data)."""
 
 
+PLUGINS_VAR = "ARCHER_PLUGINS"
+"""Environment variable: comma-separated modules imported before a config is checked, each of
+which registers its own algorithms with `register` (docs/algorithms.md#adding-a-method). A
+variable, not a flag, so that the processes archer starts (`archer bench` runs, Ray workers)
+see the same registry."""
+_loaded: set[str] = set()
+
+
+def register(name: str, module: str, summary: str, offline: bool = False) -> None:
+    """Add an algorithm defined outside archer: `algo=name` builds `module.build(cfg, run)`.
+    Its settings are `cfg.algo_kwargs` (archer has no config section for it)."""
+    global OFFLINE
+    if name in ALGORITHMS and ALGORITHMS[name] != module:
+        raise ValueError(f"algorithm {name!r} is already registered as {ALGORITHMS[name]}")
+    ALGORITHMS[name] = module
+    SUMMARIES[name] = summary
+    if offline:
+        OFFLINE = OFFLINE | {name}
+
+
+def load_plugins() -> None:
+    """Import the modules named by $ARCHER_PLUGINS (once each)."""
+    import os
+
+    from archer.config.sections import ConfigError
+
+    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_VAR, "").split(","))):
+        if name in _loaded:
+            continue
+        try:
+            import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"{PLUGINS_VAR}: cannot import {name!r} ({err}); is its folder on "
+                              "PYTHONPATH?") from None
+        _loaded.add(name)
+
+
 def is_offline(cfg: Config) -> bool:
     """The run learns from `data.path` without rollouts: an OFFLINE algorithm, or AGRO with
     `agro.offline`."""
@@ -64,6 +101,7 @@ def build(cfg: Config, run: RunContext) -> Algorithm:
     """The algorithm `cfg.algo`, built by its module's `build(cfg, run)`."""
     from archer.config import ConfigError
 
+    load_plugins()
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(f"unknown algo {cfg.algo!r}; registered: {sorted(ALGORITHMS)}")
     return import_module(ALGORITHMS[cfg.algo]).build(cfg, run)

@@ -120,11 +120,15 @@ class Config:
     """algo=ilql: offline implicit language Q-learning, acting by value-guided decoding."""
     offline_archer: OfflineArcherConfig = field(default_factory=OfflineArcherConfig)
     """algo=offline_archer: ArCHer's critic with an expectile V, and an AWR actor, on a dataset."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Settings of an algorithm registered outside archer ($ARCHER_PLUGINS), which has no
+    section of its own: it reads them from here (e.g. algo_kwargs.lr=1e-4)."""
 
     def __post_init__(self) -> None:
         errors = []
-        from archer.algorithms import ALGORITHMS, is_offline  # names only: nothing heavy
+        from archer.algorithms import ALGORITHMS, is_offline, load_plugins  # names only
 
+        load_plugins()
         if self.algo not in ALGORITHMS:
             errors.append(("algo", f"must be one of {sorted(ALGORITHMS)}, got {self.algo!r}"))
         if not (self.device == "cpu" or self.device.startswith("cuda")):
