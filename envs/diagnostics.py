@@ -50,7 +50,10 @@ class EarlyChoiceEnv(TextEnv):
         return [PROMPT, "yes\n", "no\n"] * 20
 
     def make_agent(self, name: str, seed: int = 0, noise: float = 0.0) -> Any:
-        if name != "coin":
+        """`coin`: yes or no at random (return 0.5); `always_yes`: the expert (return 1), with
+        probability `noise` a coin flip instead."""
+        if name not in ("coin", "always_yes"):
             return super().make_agent(name, seed, noise)
         rng = random.Random(seed)
-        return lambda observation: rng.choice(["yes", "no"])
+        p_coin = 1.0 if name == "coin" else noise
+        return lambda observation: rng.choice(["yes", "no"]) if rng.random() < p_coin else "yes"
