@@ -55,5 +55,6 @@ class EarlyChoiceEnv(TextEnv):
         if name not in ("coin", "always_yes"):
             return super().make_agent(name, seed, noise)
         rng = random.Random(seed)
-        p_coin = 1.0 if name == "coin" else noise
-        return lambda observation: rng.choice(["yes", "no"]) if rng.random() < p_coin else "yes"
+        if name == "coin":  # one draw per answer (the data of the documented runs)
+            return lambda observation: rng.choice(["yes", "no"])
+        return lambda observation: rng.choice(["yes", "no"]) if rng.random() < noise else "yes"
