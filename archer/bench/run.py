@@ -282,7 +282,7 @@ def _execute_local(bench: BenchConfig, pending: list[Run], runs: list[Run], env:
                 handle.write(f"# archer bench: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
                 handle.flush()
                 proc = subprocess.Popen(run.command(), cwd=cwd, env=env, stdout=handle,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
                 run.state, run.submitted = "running", time.time()
                 procs[id(proc)] = (run, proc, handle)
             for key, (run, proc, handle) in list(procs.items()):
@@ -340,13 +340,25 @@ def _execute_ray(bench: BenchConfig, pending: list[Run], runs: list[Run], env: d
             ray.shutdown()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the process that started it dies
+    (a cancelled Ray task's worker is killed; its training run must not go on alone)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_process(cmd: list[str], cwd: str, env: dict[str, str], log_path: str) -> int:
-    """One run as a subprocess (inside a Ray task or not); its output goes to `log_path`."""
+    """One run as a subprocess of a Ray task; its output goes to `log_path`."""
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write(f"# archer bench: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
         return subprocess.run(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                              check=False).returncode
+                              check=False, preexec_fn=_die_with_parent).returncode
 
 
 def _status_line(runs: list[Run], finished: Run | None = None) -> str:
