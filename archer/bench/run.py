@@ -369,7 +369,11 @@ def _status_line(runs: list[Run], finished: Run | None = None) -> str:
         what = "finished" if finished.state == "done" else (
             f"FAILED (exit {finished.returncode}; see {finished.dir / 'train.log'})")
         return f"{head} {finished.label} {what}"
-    parts = [f"{r.label} {_where(r)}" for r in runs if r.state == "running"]
+    where = [(r, _where(r)) for r in runs if r.state == "running"]
+    parts = [f"{r.label} {w}" for r, w in where if w != "queued"]
+    queued = sum(w == "queued" for _, w in where)
+    if queued:
+        parts.append(f"{queued} queued")
     return f"{head} " + (" | ".join(parts) if parts else "idle")
 
 
