@@ -167,6 +167,9 @@ def plan(bench: BenchConfig, start: Start) -> list[Run]:
     for m in bench.selected():
         for seed in bench.seeds:
             runs.append(_plan_one(bench, m, seed, start))
+    if any(r.offline and r.method == bench.baseline for r in runs):
+        raise ConfigError(f"baseline: {bench.baseline!r} is an offline method; episodes-to-"
+                          "threshold ratios need an online baseline")
     return runs
 
 

@@ -140,6 +140,9 @@ def test_bad_bench_configs_fail_before_any_work_naming_the_key(tmp_path):
     proc = archer("bench", "--config", str(SMOKE), f"output_dir={tmp_path}", "baseline=ppo",
                   check=False)
     assert proc.returncode == 2 and "baseline: 'ppo' is not a method" in proc.stderr
-    assert not (tmp_path / "runs").exists()
+    proc = archer("bench", "--config", str(SMOKE), f"output_dir={tmp_path}",
+                  "methods=[{name: archer}, {name: bc}]", "baseline=bc", check=False)
+    assert proc.returncode == 2 and "'bc' is an offline method" in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "start").exists()
     proc = archer("bench", "report", str(tmp_path / "nothing"), check=False)
     assert proc.returncode == 2 and "not a bench output folder" in proc.stderr
