@@ -201,7 +201,7 @@ def plot(cfg: BenchConfig, runs: list[dict[str, Any]], start: dict[str, Any], ou
                        "wall_s": "training seconds (evaluation excluded)"}[x])
         decoding = "sampled" if cfg.metric == "sample" else "greedy"
         ax.set_ylabel(f"{'success' if y.startswith('success') else 'return'} "
-                      f"({decoding}, held-out evaluation)")
+                      f"({decoding} evaluation)")
         ax.set_title(f"{cfg.env.id}: {PLOTS[name]}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -303,8 +303,9 @@ def _markdown(cfg: BenchConfig, runs: list[dict[str, Any]], summary: dict[str, A
               f"{done} of {len(runs)} runs finished"
               + ("" if done == len(runs) else " (**incomplete**: re-run the bench to finish the "
                  "rest; the tables use finished runs only)") + ".",
-              f"Budget {cfg.budget_episodes} environment episodes per online run; held-out "
-              f"evaluation every {cfg.eval_every_episodes} episodes and before training, "
+              f"Budget {cfg.budget_episodes} environment episodes per online run; "
+              f"evaluation ({start.get('heldout_note') or 'the eval split'}) every "
+              f"{cfg.eval_every_episodes} episodes and before training, "
               f"{cfg.eval_episodes} greedy + {cfg.eval_episodes} sampled episodes per mark. "
               f"Summary metric: the {metric} return. Every run starts from the same checkpoint.",
               ""]
