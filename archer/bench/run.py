@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -409,10 +410,11 @@ def bench(bench_cfg: BenchConfig, log=print, interval: float = 30.0) -> Path:
     out = bench_cfg.out()
     out.mkdir(parents=True, exist_ok=True)
     plan(bench_cfg, Start(policy="", data=None))  # every method's config checked: fail fast
-    start = ensure_start(bench_cfg, log=log)
-    runs = plan(bench_cfg, start)
-    _save_bench(bench_cfg, out)
-    execute(bench_cfg, runs, log=log, interval=interval)
+    with _lock(out):
+        start = ensure_start(bench_cfg, log=log)
+        runs = plan(bench_cfg, start)
+        _save_bench(bench_cfg, out)
+        execute(bench_cfg, runs, log=log, interval=interval)
     failed = [r for r in runs if r.state == "failed"]
     report = write_report(out)
     log(f"report: {report}")
@@ -421,6 +423,29 @@ def bench(bench_cfg: BenchConfig, log=print, interval: float = 30.0) -> Path:
             f"{r.label} ({r.dir / 'train.log'})" for r in failed) + "; re-run the bench to "
             "retry them (finished runs are kept)")
     return out
+
+
+@contextlib.contextmanager
+def _lock(out: Path):
+    """One bench process per output folder: a second one would train the same runs twice."""
+    path = out / "bench.lock"
+    if path.is_file():
+        try:
+            pid = int(path.read_text().split()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            pass  # a stale lock: its bench is gone
+        except PermissionError:
+            raise BenchError(f"{out} is in use by another bench (process {path.read_text()}); "
+                             f"wait for it, or delete {path} if it is gone") from None
+        else:
+            raise BenchError(f"{out} is in use by another bench (process {pid}); wait for it, "
+                             f"or delete {path} if it is gone")
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class BenchError(ConfigError):

@@ -5,6 +5,7 @@ report` re-rendering without training."""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,5 +145,9 @@ def test_bad_bench_configs_fail_before_any_work_naming_the_key(tmp_path):
                   "methods=[{name: archer}, {name: bc}]", "baseline=bc", check=False)
     assert proc.returncode == 2 and "'bc' is an offline method" in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "start").exists()
+    (tmp_path / "bench.lock").write_text(f"{os.getpid()}\n")  # a live bench holds the folder
+    proc = archer("bench", "--config", str(SMOKE), f"output_dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and "in use by another bench" in proc.stderr
+    assert not (tmp_path / "start").exists()
     proc = archer("bench", "report", str(tmp_path / "nothing"), check=False)
     assert proc.returncode == 2 and "not a bench output folder" in proc.stderr
