@@ -412,6 +412,7 @@ def bench(bench_cfg: BenchConfig, log=print, interval: float = 30.0) -> Path:
     plan(bench_cfg, Start(policy="", data=None))  # every method's config checked: fail fast
     with _lock(out):
         start = ensure_start(bench_cfg, log=log)
+        _warn_no_room(bench_cfg, start, log)
         runs = plan(bench_cfg, start)
         _save_bench(bench_cfg, out)
         execute(bench_cfg, runs, log=log, interval=interval)
@@ -423,6 +424,22 @@ def bench(bench_cfg: BenchConfig, log=print, interval: float = 30.0) -> Path:
             f"{r.label} ({r.dir / 'train.log'})" for r in failed) + "; re-run the bench to "
             "retry them (finished runs are kept)")
     return out
+
+
+def _warn_no_room(bench_cfg: BenchConfig, start: Start, log) -> None:
+    """A start already at a threshold (or at the expert) measures nothing there: say so."""
+    value = start.info.get(f"start_{bench_cfg.metric}")
+    if value is None:
+        return
+    reached = [t for t in bench_cfg.thresholds if value >= t]
+    if reached:
+        log(f"warning: the start's {bench_cfg.metric} return {value:.2f} already reaches "
+            f"threshold(s) {reached}: every run's episodes-to-threshold there is 0; choose a "
+            "weaker start (start.episodes, start.noise, start.epochs) or higher thresholds")
+    expert = start.info.get("expert")
+    if expert is not None and value >= expert:
+        log(f"warning: the start ({value:.2f}) already plays as well as the expert "
+            f"({expert:.2f}): there is no room to improve")
 
 
 @contextlib.contextmanager

@@ -151,3 +151,19 @@ def test_bad_bench_configs_fail_before_any_work_naming_the_key(tmp_path):
     assert not (tmp_path / "start").exists()
     proc = archer("bench", "report", str(tmp_path / "nothing"), check=False)
     assert proc.returncode == 2 and "not a bench output folder" in proc.stderr
+
+
+def test_a_start_with_no_room_to_improve_is_called_out():
+    from archer.bench.config import load_bench
+    from archer.bench.run import Start, _warn_no_room
+
+    cfg = load_bench(SMOKE)  # thresholds 0.6 and 0.8 on the sampled return; expert 1.0
+    said = []
+    _warn_no_room(cfg, Start("p", None, {"start_sample": 0.7, "expert": 1.0}), said.append)
+    assert len(said) == 1 and "already reaches threshold(s) [0.6]" in said[0]
+    said.clear()
+    _warn_no_room(cfg, Start("p", None, {"start_sample": 1.0, "expert": 1.0}), said.append)
+    assert len(said) == 2 and "no room to improve" in said[1]
+    said.clear()
+    _warn_no_room(cfg, Start("p", None, {"start_sample": 0.5, "expert": 1.0}), said.append)
+    assert said == []
