@@ -357,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     bl.set_defaults(fn=cmd_baseline)
 
     be = sub.add_parser("bench", help="sample-efficiency benchmark: methods x seeds from one "
-                                      "start (`archer bench report DIR` re-renders a report)")
+                                      "start (`archer bench report DIR` re-renders a report)",
+                        usage="archer bench --config BENCH.yaml [key=value ...]\n"
+                              "       archer bench report DIR",
+                        description="Run a bench (docs/benchmark.md), or with `report DIR` "
+                                    "re-render DIR's results, summary, plots and report.md "
+                                    "without training.")
     be.add_argument("--progress-every", type=float, default=30.0, metavar="S",
                     help="seconds between progress lines (default 30)")
     with_config(be)
