@@ -1,11 +1,11 @@
 """A user's own env, written with Gymnasium alone (no archer import): guess a number in 1..16,
 hints "Higher." / "Lower.", -1 per wrong guess, at most 6 guesses. archer reaches it as
-`examples.guess_number:GuessNumber-v0` (Gymnasium's module:EnvId form, importing this module
+`examples.guess_number:GuessMyNumber-v0` (Gymnasium's module:EnvId form, importing this module
 registers the id), and its scripted agents as `examples.guess_number:bisect` (the expert:
 binary search, return -3 or better) and `examples.guess_number:noisy` (a random number half of
 the time, else bisect).
 
-    archer envs check examples.guess_number:GuessNumber-v0
+    archer envs check examples.guess_number:GuessMyNumber-v0
     ARCHER_PLUGINS=examples.above_average_bc archer bench --config configs/bench/user_example.yaml
 """
 
@@ -76,4 +76,4 @@ def uniform(observation: str) -> str:
     return str(_rng.randint(1, N))
 
 
-gym.register(id="GuessNumber-v0", entry_point=GuessNumberEnv)
+gym.register(id="GuessMyNumber-v0", entry_point=GuessNumberEnv)

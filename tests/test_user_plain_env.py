@@ -1,4 +1,4 @@
-"""A user's env registered with Gymnasium alone (tests/user_plain.py: no archer import, no
+"""A user's env registered with Gymnasium alone (examples/guess_number.py: no archer import, no
 task_ids) through the commands a new user runs: envs check, collect, sft, eval, train."""
 
 import contextlib
@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import user_plain
+
+from examples import guess_number
 
 from archer.buffer.dataset import read_trajectories
 from archer.cli import main
@@ -20,13 +21,14 @@ from archer.rollout.batched import BatchedTextEnvs, run_episodes
 from archer.rollout.envs import NO_TASKS_NOTE
 from archer.rollout.seeds import episode_seeds
 
-TESTS = Path(__file__).resolve().parent
-ENV = "user_plain:Guess-v0"
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "examples.guess_number:GuessMyNumber-v0"
+BISECT = "examples.guess_number:bisect"
 
 
 def run_cli(*args):
     """`archer ARGS` in a fresh interpreter, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.run([sys.executable, "-m", "archer.cli", *args], capture_output=True,
                           text=True, env=env, timeout=600)
 
@@ -55,7 +57,7 @@ def cli_run(tmp_path_factory):
     """archer collect -> archer sft, as a user types them."""
     tmp = tmp_path_factory.mktemp("plain")
     common = ["model.max_context_tokens=128", "model.vocab_size=300"]
-    cli("collect", "--env", ENV, "--agent", "user_plain:bisect_agent", "--episodes", "60",
+    cli("collect", "--env", ENV, "--agent", BISECT, "--episodes", "60",
         "--out", str(tmp / "data.jsonl"), "--quiet", *common)
     cli("sft", "--data", str(tmp / "data.jsonl"), "--out", str(tmp / "sft"), "--quiet",
         f"env.id={ENV}", "bc.epochs=2", *common)
@@ -82,14 +84,14 @@ def test_eval_says_its_seeds_are_disjoint_from_training(cli_run):
 
 def test_eval_seeds_are_the_eval_stream(tmp_path):
     cfg = load_config(overrides=[f"env.id={ENV}", f"output_dir={tmp_path}", "eval.episodes=8"])
-    summary, trajs = evaluate(cfg, agent="user_plain:bisect_agent", progress=False)
+    summary, trajs = evaluate(cfg, agent=BISECT, progress=False)
     assert [t.seed for t in trajs] == episode_seeds(cfg.seed, "eval", 8)
     assert summary["success_rate"] == 1.0 and summary["heldout_note"] == NO_TASKS_NOTE
     assert not {t.seed for t in trajs} & set(episode_seeds(cfg.seed, "train", 10_000))
 
 
 def test_run_episodes_without_task_ids():
-    agent = lambda obs: [user_plain.bisect_agent(o) for o in obs]  # noqa: E731
+    agent = lambda obs: [guess_number.bisect(o) for o in obs]  # noqa: E731
     envs = BatchedTextEnvs(ENV, 2)
     trajs = run_episodes(envs, agent, [None, "5", None], seeds=[3, 4, 3])
     assert trajs[1].task_id == "5" and trajs[0].task_id == trajs[2].task_id != ""

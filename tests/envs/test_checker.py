@@ -23,9 +23,7 @@ def test_user_env_passes_and_a_bad_one_fails():
 
 
 def test_a_gymnasium_only_env_passes_with_notes():
-    import user_plain  # noqa: F401
-
-    report = check_text_env("user_plain:Guess-v0")
+    report = check_text_env("examples.guess_number:GuessMyNumber-v0")
     assert report.ok, report.format()
     assert any(n.startswith("no task_ids(split)") for n in report.notes)
     assert "notes (" in report.format() and "FAIL" not in report.format()

@@ -3,7 +3,6 @@
 import archer_envs
 import pytest
 import user_envs  # noqa: F401  (registers GuessNumber-v0, SayYes-v0)
-import user_plain  # noqa: F401  (registers Guess-v0, with nothing from archer)
 
 from archer.rollout.envs import NO_HELDOUT_NOTE, NO_TASKS_NOTE, EnvError, env_info, make_env
 
@@ -32,7 +31,7 @@ def test_notes_name_what_is_missing():
 
 
 def test_a_plain_gymnasium_env_has_no_tasks():
-    info = env_info("user_plain:Guess-v0")
+    info = env_info("examples.guess_number:GuessMyNumber-v0")
     assert info.tasks("train") is None and info.tasks("eval") is None and info.tasks("all") is None
     assert not info.has_heldout and not info.has_task_ids and not info.has_agents
     assert info.corpus == [] and info.atomic_terms == []
