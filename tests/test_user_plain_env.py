@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from examples import guess_number
-
 from archer.buffer.dataset import read_trajectories
 from archer.cli import main
 from archer.config import load_config
@@ -20,6 +18,7 @@ from archer.evaluation import evaluate
 from archer.rollout.batched import BatchedTextEnvs, run_episodes
 from archer.rollout.envs import NO_TASKS_NOTE
 from archer.rollout.seeds import episode_seeds
+from examples import guess_number
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "examples.guess_number:GuessMyNumber-v0"

@@ -1,6 +1,5 @@
-import pytest
-
 import archer_envs
+import pytest
 from archer_envs.checker import check_text_env
 
 
