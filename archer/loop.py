@@ -297,8 +297,7 @@ def _progress(state: LoopState, new: list, m: dict[str, float], before: dict[str
 
 
 def _progress_keys(state: LoopState) -> dict[str, float]:
-    """The x-axes of a learning curve (`archer bench`): online episodes (also logged with the
-    rollout metrics), their turns, policy tokens generated for learning, optimizer steps and
+    """The x-axes of a learning curve (`archer bench`): online episodes, their turns, policy tokens generated for learning, optimizer steps and
     training seconds, each counted from the start of the run (resumes included)."""
     return {"progress/env_episodes": float(state.episodes), "progress/env_turns": float(state.turns),
             "progress/policy_tokens": float(state.tokens),
@@ -315,7 +314,6 @@ def _rollout_metrics(new: list, state: LoopState, collector: Any) -> dict[str, f
         "rollout/turns_mean": float(np.mean([t.length for t in new])),
         "rollout/env_errors": float(sum(t.error is not None for t in new)),
         "rollout/episodes_total": float(state.episodes),
-        "progress/env_episodes": float(state.episodes),
         **{k: float(v) for k, v in collector.last_stats.items()},
     }
 

@@ -49,14 +49,19 @@ def train_bc(cfg: Config, data: str | Path, out: str | Path, progress: bool = Tr
             "skipped_steps": int(sum(h.get("bc/skipped", 0.0) for h in result["history"]))}
 
 
+def data_path(cfg: Config) -> Path:
+    """The warm start's scripted episodes: `output_dir/data/<agent>-<digest>.jsonl`."""
+    tag = digest(cfg.env, cfg.collect, cfg.seed)
+    return Path(cfg.output_dir) / "data" / f"{cfg.collect.agent}-{tag}.jsonl"
+
+
 def warm_start(cfg: Config, progress: bool = True, log=print) -> Path:
     """Collect `cfg.collect` episodes with the scripted agent, then BC (`cfg.bc`), both cached
     by digest; returns the policy directory."""
     from archer.evaluation import collect
 
     out = Path(cfg.output_dir)
-    tag = digest(cfg.env, cfg.collect, cfg.seed)
-    data = out / "data" / f"{cfg.collect.agent}-{tag}.jsonl"
+    data = data_path(cfg)
     if data.exists():
         log(f"scripted data: {data} (cached)")
     else:

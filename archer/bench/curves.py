@@ -57,6 +57,11 @@ def episodes_to_threshold(episodes: list[float], values: list[float], threshold:
     return None
 
 
+def _censored(values: list[float | None]) -> np.ndarray:
+    """Episodes-to-threshold per seed with "never" (None) as +inf."""
+    return np.array([math.inf if v is None else v for v in values], dtype=float)
+
+
 def _median(xs: np.ndarray) -> float:
     """Median with +inf allowed (the middle order statistic, the mean of the two middle ones
     for an even count; one of them +inf gives +inf)."""
@@ -77,7 +82,7 @@ def median_ci(values: list[float | None], resamples: int, seed: int = 0,
               alpha: float = 0.05) -> Interval:
     """Median over seeds of episodes-to-threshold (None = never: +inf), and a percentile
     bootstrap interval from resampling the seeds with replacement."""
-    xs = np.array([math.inf if v is None else v for v in values], dtype=float)
+    xs = _censored(values)
     rng = np.random.default_rng(seed)
     meds = np.array([_median(xs[rng.integers(len(xs), size=len(xs))])
                      for _ in range(resamples)])
@@ -121,8 +126,7 @@ def ratio_interval(method: list[float | None], baseline: list[float | None], bud
     independently. A resample whose median is beyond the budget puts the budget in its place,
     so its ratio is a bound; an end of the interval that falls on such a resample is shown as
     one (> when the method's median was beyond the budget, < when the baseline's was)."""
-    m = np.array([math.inf if v is None else v for v in method], dtype=float)
-    b = np.array([math.inf if v is None else v for v in baseline], dtype=float)
+    m, b = _censored(method), _censored(baseline)
     rng = np.random.default_rng(seed)
     draws: list[tuple[float, str]] = []
     for _ in range(resamples):

@@ -53,7 +53,7 @@ def load_saved(out: Path) -> BenchConfig:
 
 def collect_runs(out: Path, cfg: BenchConfig) -> list[dict[str, Any]]:
     """One entry per (method, seed) of the bench: its plan, its curve, whether it finished."""
-    from archer.bench.run import DONE, PLAN
+    from archer.bench.run import PLAN, finished
 
     runs = []
     for m in cfg.selected():
@@ -61,8 +61,7 @@ def collect_runs(out: Path, cfg: BenchConfig) -> list[dict[str, Any]]:
             d = out / "runs" / m.name / f"seed{seed}"
             planned = json.loads((d / PLAN).read_text()) if (d / PLAN).is_file() else None
             curve = read_curve(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
-            done = (d / DONE).is_file() and planned is not None and json.loads(
-                (d / DONE).read_text()).get("iterations") == planned["iterations"]
+            done = planned is not None and finished(d, planned["iterations"])
             runs.append({"method": m.name, "algo": m.algo, "seed": seed, "dir": str(d),
                          "plan": planned, "curve": curve, "done": done,
                          "offline": bool(planned and planned["offline"])})
@@ -176,7 +175,7 @@ def plot(cfg: BenchConfig, runs: list[dict[str, Any]], start: dict[str, Any], ou
             color = colors[i % len(colors)]
             if bands:  # the same marks for every seed: median line, min-max band
                 n = min(len(c) for c in mine)
-                xs = np.array([c[k][x] for k in range(n) for c in mine[:1]])
+                xs = np.array([mine[0][k][x] for k in range(n)])
                 ys = np.array([[c[k][y] for k in range(n)] for c in mine])
                 ax.plot(xs, np.median(ys, 0), color=color, marker="o", ms=3,
                         label=f"{m.name} (median of {len(mine)} seeds)")

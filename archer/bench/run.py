@@ -66,10 +66,13 @@ class Run:
         return cmd + self.overrides + (["train.resume=true"] if resume else [])
 
     def is_done(self) -> bool:
-        marker = self.dir / DONE
-        if not marker.is_file():
-            return False
-        return json.loads(marker.read_text()).get("iterations") == self.iterations
+        return finished(self.dir, self.iterations)
+
+
+def finished(run_dir: Path, iterations: int) -> bool:
+    """The run in `run_dir` completed `iterations` (its budget) under this bench."""
+    marker = run_dir / DONE
+    return marker.is_file() and json.loads(marker.read_text()).get("iterations") == iterations
 
 
 @dataclass
@@ -110,13 +113,12 @@ def ensure_start(bench: BenchConfig, log=print) -> Start:
     if bench.start.init_policy:
         policy, data = bench.start.init_policy, None
     else:
-        from archer.warm_start import warm_start
+        from archer.warm_start import data_path, warm_start
 
         log(f"start: {bench.start.episodes} episodes of {bench.start.agent!r} at noise "
             f"{bench.start.noise}, then {bench.start.epochs} epochs of BC")
         policy = str(warm_start(cfg, progress=False, log=lambda m: log("  " + m)))
-        tag = digest(cfg.env, cfg.collect, cfg.seed)
-        data = str(Path(cfg.output_dir) / "data" / f"{cfg.collect.agent}-{tag}.jsonl")
+        data = str(data_path(cfg))
     info = {"key": key, "policy": policy, "data": data, **_reference_returns(bench, cfg, policy)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=2))
@@ -133,21 +135,20 @@ def _fmt(x: float | None) -> str:
 def _reference_returns(bench: BenchConfig, cfg: Config, policy_dir: str) -> dict[str, Any]:
     """The start's greedy and sampled return, and the scripted expert's and random agent's, on
     the evaluation split with the runs' evaluation seeds."""
-    import copy
-
+    from archer import loop
+    from archer.algorithms.api import Acting
     from archer.evaluation import evaluate
     from archer.models.policy import Policy
+    from archer.rollout.envs import env_info
 
     policy = Policy.from_pretrained(policy_dir, cfg.device, cfg.model.max_context_tokens,
                                     reserve=cfg.generation.max_new_tokens)
-    out: dict[str, Any] = {}
+    ev = loop.evaluate(cfg, Acting(policy=policy), cfg.eval.episodes)
+    out: dict[str, Any] = {"heldout_note": env_info(cfg.env.id, cfg.env.kwargs).heldout_note(
+        cfg.eval.split)}
     for decoding in ("greedy", "sample"):
-        c = copy.deepcopy(cfg)
-        c.eval.decoding = decoding
-        summary, _ = evaluate(c, policy=policy, progress=False)
-        out[f"start_{decoding}"] = summary["return_mean"]
-        out[f"start_success_{decoding}"] = summary["success_rate"]
-        out["heldout_note"] = summary["heldout_note"]
+        out[f"start_{decoding}"] = ev[f"eval/return_{decoding}"]
+        out[f"start_success_{decoding}"] = ev[f"eval/success_{decoding}"]
     for ref in ("expert", "random"):
         agent = getattr(bench.start, ref)
         out[ref], out[f"{ref}_agent"] = None, agent
@@ -282,9 +283,7 @@ def _execute_local(bench: BenchConfig, pending: list[Run], runs: list[Run], env:
         while queue or procs:
             while queue and len(procs) < bench.parallel:
                 run = queue.pop(0)
-                handle = open(run.dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
-                handle.write(f"# archer bench: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-                handle.flush()
+                handle = _open_log(run.dir / "train.log")
                 proc = subprocess.Popen(run.command(), cwd=cwd, env=env, stdout=handle,
                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
                 run.state, run.submitted = "running", time.time()
@@ -356,11 +355,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def _open_log(path: str | Path) -> Any:
+    """A run's log, appended to, opened with a line saying when this attempt started."""
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115  (the caller closes it)
+    handle.write(f"# archer bench: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
 def _run_process(cmd: list[str], cwd: str, env: dict[str, str], log_path: str) -> int:
     """One run as a subprocess of a Ray task; its output goes to `log_path`."""
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.write(f"# archer bench: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        handle.flush()
+    with _open_log(log_path) as handle:
         return subprocess.run(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT,
                               check=False, preexec_fn=_die_with_parent).returncode
 
