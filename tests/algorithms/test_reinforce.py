@@ -154,7 +154,7 @@ def test_filtered_bc_learns_to_say_yes(tmp_path, coin_start):
 
 def test_group_size_needs_task_ids(tmp_path, coin_start):
     cfg = load_config(overrides=[*_overrides(tmp_path, coin_start["SayYes-v0"], "SayYes-v0"),
-                                 "env.id=user_plain:Guess-v0", "algo=reinforce",
+                                 "env.id=examples.guess_number:GuessMyNumber-v0", "algo=reinforce",
                                  "rollout.group_size=4", "train.iterations=1"])
     with pytest.raises(ConfigError, match="has no task ids"):
         loop.run(cfg, **QUIET)
