@@ -72,30 +72,31 @@ class ActorEngine(Protocol):
 def deepspeed_config(
     ds: DeepSpeedConfig, batch_size: int, grad_clip: float, world_size: int = 1
 ) -> dict[str, Any]:
-    """The DeepSpeed JSON config for an actor step of `batch_size` sequences per rank.
+    """The DeepSpeed JSON config for an actor step of `batch_size` sequences over all ranks.
 
-    `batch_size` is the actor batch of one rank (`actor.batch_size x actor.samples_per_state`
-    sampled utterances, `ActorConfig.utterances_per_step`); with `world_size` ranks
-    one optimizer step sees `batch_size * world_size` sequences. Raises ValueError naming the
-    setting to change.
+    `batch_size` is the rows of one optimizer step, global: with `world_size` ranks each rank
+    runs `batch_size / (world_size * micro_batch_size)` micro-batches, so adding ranks splits
+    the same step instead of changing it. Raises ValueError naming the setting to change.
     """
     errors = [f"deepspeed.{key}: {msg}" for key, msg in ds.check()]
+    if world_size < 1:
+        errors.append(f"world_size: must be >= 1, got {world_size}")
     if batch_size < 1:
         errors.append(f"actor.batch_size x actor.samples_per_state: must be >= 1, got {batch_size}")
-    elif ds.micro_batch_size >= 1 and batch_size % ds.micro_batch_size:
+    elif ds.micro_batch_size >= 1 and world_size >= 1 and batch_size % (
+            ds.micro_batch_size * world_size):
+        ranks = f" x {world_size} learner ranks" if world_size > 1 else ""
         errors.append(
-            "deepspeed.micro_batch_size: must divide actor.batch_size x actor.samples_per_state "
-            f"({batch_size}), got {ds.micro_batch_size}"
+            f"deepspeed.micro_batch_size{ranks}: must divide actor.batch_size x "
+            f"actor.samples_per_state ({batch_size}), got {ds.micro_batch_size}{ranks}"
         )
     if grad_clip < 0:
         errors.append(f"actor.grad_clip: must be >= 0 (0 disables), got {grad_clip}")
-    if world_size < 1:
-        errors.append(f"world_size: must be >= 1, got {world_size}")
     if errors:
         raise ValueError("invalid DeepSpeed actor settings:\n  " + "\n  ".join(errors))
-    gas = batch_size // ds.micro_batch_size
+    gas = batch_size // (ds.micro_batch_size * world_size)
     config: dict[str, Any] = {
-        "train_batch_size": ds.micro_batch_size * gas * world_size,
+        "train_batch_size": batch_size,
         "train_micro_batch_size_per_gpu": ds.micro_batch_size,
         "gradient_accumulation_steps": gas,
         "gradient_clipping": float(grad_clip),
@@ -399,7 +400,8 @@ class DeepSpeedActorEngine:
         weight_decay: float = 0.0,
         device: str = "cpu",
     ):
-        deepspeed_config(ds, batch_size, grad_clip)  # fail on bad settings before any set-up
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        deepspeed_config(ds, batch_size, grad_clip, world)  # fail on bad settings before set-up
         self._ds = _import_deepspeed(device)
         import torch.distributed as dist
 
@@ -571,8 +573,8 @@ def build_actor_engine(
 ) -> DeepSpeedActorEngine | TorchActorEngine:
     """The actor's training engine: DeepSpeed when `ds.enabled`, else plain torch AdamW.
 
-    `batch_size` is the per-rank actor batch (`actor.batch_size`); it is split into
-    `batch_size // ds.micro_batch_size` micro-batches whose gradients are averaged.
+    `batch_size` is the rows of one optimizer step over all ranks; each of the W ranks runs
+    `batch_size // (W * ds.micro_batch_size)` micro-batches and the gradients are averaged.
     """
     if not lr > 0:
         raise ValueError(f"actor.lr: must be > 0, got {lr}")

@@ -112,10 +112,10 @@ def test_deepspeed_config_zero0_fp32():
 
 def test_deepspeed_config_zero3_bf16_on_four_ranks():
     ds = DeepSpeedConfig(zero_stage=3, precision="bf16", micro_batch_size=2)
-    assert deepspeed_config(ds, batch_size=8, grad_clip=0.0, world_size=4) == {
-        "train_batch_size": 32,  # 2 per micro-batch * 4 accumulated * 4 ranks
+    assert deepspeed_config(ds, batch_size=32, grad_clip=0.0, world_size=4) == {
+        "train_batch_size": 32,  # global: 2 per micro-batch * 4 accumulated * 4 ranks
         "train_micro_batch_size_per_gpu": 2,
-        "gradient_accumulation_steps": 4,  # 8 // 2
+        "gradient_accumulation_steps": 4,  # 32 // (2 * 4 ranks)
         "gradient_clipping": 0.0,
         "zero_optimization": {"stage": 3},
         "bf16": {"enabled": True},
@@ -128,9 +128,9 @@ def test_deepspeed_config_zero3_bf16_on_four_ranks():
 
 def test_deepspeed_config_zero2_one_micro_batch():
     ds = DeepSpeedConfig(zero_stage=2, micro_batch_size=4)
-    config = deepspeed_config(ds, batch_size=4, grad_clip=0.5, world_size=2)
-    assert config["gradient_accumulation_steps"] == 1
-    assert config["train_batch_size"] == 8  # 4 * 1 * 2 ranks
+    config = deepspeed_config(ds, batch_size=8, grad_clip=0.5, world_size=2)
+    assert config["gradient_accumulation_steps"] == 1  # 8 // (4 * 2 ranks)
+    assert config["train_batch_size"] == 8  # global
     assert config["zero_optimization"] == {"stage": 2}
     assert config["zero_allow_untested_optimizer"] is True
 
@@ -146,6 +146,7 @@ def test_deepspeed_config_zero2_one_micro_batch():
         (DeepSpeedConfig(precision="fp16"), 8, 1.0, 1, "deepspeed.precision"),
         (DeepSpeedConfig(micro_batch_size=0), 8, 1.0, 1, "deepspeed.micro_batch_size"),
         (DeepSpeedConfig(), 8, 1.0, 0, "world_size"),
+        (DeepSpeedConfig(micro_batch_size=4), 4, 1.0, 2, "x 2 learner ranks"),
     ],
 )
 def test_deepspeed_config_rejects(ds, batch_size, grad_clip, world_size, key):
