@@ -1,6 +1,8 @@
 """The shared update steps: the only callers of backward() and of an optimizer or engine step.
 
 - `sample`: fresh utterances from the policy, in chunks (memory bounded), with whole weights.
+Under a learner group every step is planned the same on all ranks and each runs its share of
+the micro-batches (and of the fresh samples), their gradients summed: `archer.algorithms.parallel`.
 - `policy_step`: one optimizer step of a policy loss over any rows, split into micro-batches.
   Normalisers are taken over the whole step before the split, so 1 x 8 == 8 x 1.
 - `critic_step`: one step of ArCHer's double critic on a buffer batch, in micro-batches that
@@ -18,8 +20,9 @@ from typing import Any
 
 import torch
 
+from archer.algorithms import parallel
 from archer.algorithms.losses import kl_k3
-from archer.metrics import count
+from archer.metrics import COUNTS, count
 from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
 from archer.types import Trajectory
 
@@ -36,10 +39,29 @@ same forward as the policy's (a value head on the policy; ILQL's heads)."""
 def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: Sampling,
            chunk_size: int, seeds: Sequence[int] | None = None) -> Generation:
     """Fresh utterances for `observations`, `chunk_size` rows per forward, under
-    `engine.gathered_parameters()` (the whole weights under ZeRO-3, else a no-op)."""
+    `engine.gathered_parameters()` (the whole weights under ZeRO-3, else a no-op). Under
+    several learner ranks each samples its share of the rows (each row from its own seed, so
+    the split does not change them) and all ranks get every row back, in order."""
+    obs = list(observations)
+    rank, size = parallel.world()
+    if size > 1 and seeds is None:
+        raise ValueError("fresh samples split over learner ranks need a seed per row")
+    mine = parallel.split_rows(len(obs))
     with engine.gathered_parameters():
-        return policy.generate(list(observations), sampling,
-                               seeds=None if seeds is None else list(seeds), chunk_size=chunk_size)
+        gen = policy.generate([obs[i] for i in mine], sampling,
+                              seeds=None if seeds is None else [int(seeds[i]) for i in mine],
+                              chunk_size=chunk_size)
+    if size == 1:
+        return gen
+    rows = parallel.gather(list(zip(gen.texts, gen.action_ids, gen.logprobs, strict=True)))
+    return Generation(texts=[r[0] for r in rows], action_ids=[r[1] for r in rows],
+                      logprobs=[r[2] for r in rows])
+
+
+def draw_seeds(n: int) -> list[int]:
+    """`n` row seeds for fresh samples, from torch's global RNG (the same on every learner
+    rank, and saved with the run's RNG state)."""
+    return torch.randint(0, 2**62, (n,)).tolist()
 
 
 def turn_rows(policy: Policy, episodes: list[Trajectory], behaviour: bool = False,
@@ -97,22 +119,29 @@ def policy_step(
     # normalised over the whole step, so which rows share a micro-batch does not matter.
     by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
     gas = int(engine.gradient_accumulation_steps)
-    if micro_batch_size is None and len(rows) < gas:
-        raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches")
+    _, ranks = parallel.world()
+    total = gas * ranks  # micro-batches of the whole step, over all ranks
+    on_ranks = f" on each of {ranks} learner ranks" if ranks > 1 else ""
+    if micro_batch_size is None and len(rows) < total:
+        raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches"
+                         f"{on_ranks}")
     split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
-             else _parts(len(rows), gas))
+             else _parts(len(rows), total))
     parts = [[by_length[i] for i in part] for part in split]
-    if len(parts) != gas:
+    if len(parts) != total:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "
-                         f"{len(parts)} micro-batches, but the engine accumulates {gas}")
+                         f"{len(parts)} micro-batches, but the engine accumulates {gas}"
+                         f"{on_ranks}")
     n_tokens = max(rows.action_tokens, 1)
     sums: Metrics = {}
     skipped = False
+    step_id = COUNTS["gradient_steps"]
     engine.module.train(train_mode)
-    for idx in parts:
+    for k, idx in parallel.my_share(list(enumerate(parts))):
         sub = rows.select(idx)
-        scored = policy.score(sub, model=engine, temperature=temperature, grad=True,
-                              entropy=entropy_coef > 0, hidden=aux_loss is not None)
+        with parallel.part_rng(step_id, k, getattr(engine, "device", None)):
+            scored = policy.score(sub, model=engine, temperature=temperature, grad=True,
+                                  entropy=entropy_coef > 0, hidden=aux_loss is not None)
         logp, ent = scored.logp, scored.entropy
         value, m = loss(logp, sub, idx) if loss is not None else (logp.new_zeros(()), {})
         if aux_loss is not None:
@@ -132,19 +161,20 @@ def policy_step(
             value = value + kl_coef * kl
             m.update(km)
         m[f"{prefix}/loss"] = float(value.detach())
-        if skipped or not math.isfinite(m[f"{prefix}/loss"]):
+        if skipped or not parallel.all_finite(math.isfinite(m[f"{prefix}/loss"])):
             if not skipped:
                 warnings.warn(f"non-finite {prefix} loss: step skipped", RuntimeWarning,
                               stacklevel=2)
                 engine.zero_grad()
             skipped = True
         else:
-            engine.backward(value * gas)
+            engine.backward(value * total)  # the engine divides by gas and averages over ranks
         engine.step()  # the engine applies the optimizer at the accumulation boundary
         if skipped:
             engine.zero_grad()
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + v
+        for key, v in m.items():
+            sums[key] = sums.get(key, 0.0) + v
+    sums = parallel.sum_metrics(sums)  # every rank's shares of the step
     sums[f"{prefix}/skipped"] = 1.0 if skipped else 0.0
     count("gradient_steps", 0 if skipped else 1)
     norm = engine.get_grad_norm() if not skipped else None
@@ -198,21 +228,26 @@ def module_step(
     optimizer.zero_grad(set_to_none=True)
     module.train()
     sums: Metrics = {}
+    step_id = COUNTS["gradient_steps"]
+    device = next(module.parameters()).device
     try:
-        for part in parts:
-            value, m = loss(part)
-            if not math.isfinite(float(value.detach())):
+        for k, part in parallel.my_share(list(enumerate(parts))):
+            with parallel.part_rng(step_id, k, device):
+                value, m = loss(part)
+            if not parallel.all_finite(math.isfinite(float(value.detach()))):
                 optimizer.zero_grad(set_to_none=True)
                 warnings.warn(f"non-finite {prefix} loss: step skipped", RuntimeWarning,
                               stacklevel=2)
                 return {**sums, f"{prefix}/skipped": 1.0}
             value.backward()
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v
+            for key, v in m.items():
+                sums[key] = sums.get(key, 0.0) + v
     finally:
         module.eval()
     params = [p for p in module.parameters() if p.requires_grad]
+    parallel.sum_gradients(params)  # learner ranks: the whole step's gradient on every rank
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
     count("gradient_steps")
-    return {**sums, f"{prefix}/grad_norm": float(norm), f"{prefix}/skipped": 0.0}
+    return {**parallel.sum_metrics(sums), f"{prefix}/grad_norm": float(norm),
+            f"{prefix}/skipped": 0.0}
