@@ -41,7 +41,7 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import ppo_clip_loss, weighted_logp_loss
-from archer.algorithms.updates import critic_step, policy_step, sample
+from archer.algorithms.updates import critic_step, draw_seeds, policy_step, sample
 from archer.buffer.store import EpisodeStore
 from archer.config import ArcherConfig
 from archer.errors import CheckpointError
@@ -253,8 +253,10 @@ class ArCHer:
         return mean_metrics(history)
 
     def _fresh(self, states: list[str]) -> list[str]:
-        """a~ ~ pi(.|s) for the V targets: one sampled utterance per state."""
-        return sample(self.policy, self.engine, states, self.sampling, self.generation_batch).texts
+        """a~ ~ pi(.|s) for the V targets: one sampled utterance per state, each from its own
+        seed (so learner ranks can split them)."""
+        return sample(self.policy, self.engine, states, self.sampling, self.generation_batch,
+                      seeds=draw_seeds(len(states))).texts
 
     def _actor_phase(self) -> dict[str, float]:
         a = self.s.actor
@@ -262,7 +264,8 @@ class ArCHer:
         for _ in range(a.updates_per_iter):
             states = [r.turn.observation for r in self.store.sample_turns(a.batch_size)
                       for _ in range(a.samples_per_state)]
-            gen = sample(self.policy, self.engine, states, self.sampling, self.generation_batch)
+            gen = sample(self.policy, self.engine, states, self.sampling, self.generation_batch,
+                         seeds=draw_seeds(len(states)))
             self.critic.eval()
             adv, adv_metrics = actor_advantages(
                 self.critic, states, gen.texts, a.normalize_advantages,
