@@ -23,4 +23,4 @@ class NonFiniteError(ArcherError, RuntimeError):
 
 
 class DistributedError(ArcherError, RuntimeError):
-    """A multi-process launch that archer does not support yet (see docs/scaling.md)."""
+    """A distributed launch or component that failed or is not supported (docs/scaling.md)."""

@@ -78,10 +78,9 @@ def refuse_multi_rank() -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         raise DistributedError(
-            f"WORLD_SIZE={world}: archer trains in one learner process for now, and a "
-            "multi-rank launch (torchrun, deepspeed --num_gpus N) would run identical copies of "
-            "the whole run. Launch one process; multi-GPU learners on Ray are the scale-out "
-            "plan (docs/scaling.md).")
+            f"WORLD_SIZE={world}: a multi-rank launch (torchrun, deepspeed --num_gpus N) would "
+            "run identical copies of the whole run. Launch one process and let it start the "
+            "learner ranks on Ray: cluster.learner_ranks=N (docs/scaling.md).")
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -187,20 +186,12 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
     info = env_info(cfg.env.id, cfg.env.kwargs)
     corpus = _critic_corpus(cfg, info.corpus, log)
     ctx = RunContext(out=out, init_policy=init, corpus=corpus, resume=cfg.train.resume, log=log)
-    algo: Algorithm = algorithms.build(cfg, ctx)
-    state = LoopState()
-    task_rng = np.random.default_rng(cfg.seed)
-    if cfg.train.resume:
-        state = _load(checkpoint.resolve(ckpt), cfg, algo, task_rng, log)
-    online = algo.data == "online"
-    train_tasks = info.tasks(cfg.rollout.split) if online else None
-    if online and cfg.rollout.group_size > 1 and not train_tasks:
-        raise ConfigError(f"rollout.group_size={cfg.rollout.group_size} plays each task id "
-                          f"several times, but {cfg.env.id} has no task ids (its episodes are "
-                          "drawn by seed): use rollout.group_size=1 (reinforce.baseline=running)")
-    if online and init is None:
-        raise CheckpointError(f"algo={cfg.algo} collects online and needs a starting policy")
-    collector = _open_collector(cfg, algo.acting(), init) if online and init else None
+    algo: Algorithm = _build(cfg, ctx)
+    try:
+        state, task_rng, train_tasks, collector = _prepare(cfg, algo, info, init, ckpt, log)
+    except BaseException:
+        _close(algo)
+        raise
     logger = MetricsLogger(out, cfg.train.tensorboard)
     history: list[dict[str, float]] = []
     before = after = None
@@ -261,10 +252,47 @@ def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) 
     finally:
         if collector is not None:
             collector.close()
+        _close(algo)
         logger.close()
     return {"before": before, "after": after, "history": history,
             "init_policy": None if init is None else str(init), "heldout": info.has_heldout,
             "heldout_note": info.heldout_note(cfg.eval.split), "checkpoint": str(ckpt)}
+
+
+def _prepare(cfg: Config, algo: Algorithm, info: Any, init: Path | None, ckpt: Path, log,
+             ) -> tuple[LoopState, np.random.Generator, list[str] | None, Any]:
+    """The loop's state (resumed from `ckpt` under train.resume), task RNG, training task ids
+    and collector (None offline)."""
+    state = LoopState()
+    task_rng = np.random.default_rng(cfg.seed)
+    if cfg.train.resume:
+        state = _load(checkpoint.resolve(ckpt), cfg, algo, task_rng, log)
+    online = algo.data == "online"
+    train_tasks = info.tasks(cfg.rollout.split) if online else None
+    if online and cfg.rollout.group_size > 1 and not train_tasks:
+        raise ConfigError(f"rollout.group_size={cfg.rollout.group_size} plays each task id "
+                          f"several times, but {cfg.env.id} has no task ids (its episodes are "
+                          "drawn by seed): use rollout.group_size=1 (reinforce.baseline=running)")
+    if online and init is None:
+        raise CheckpointError(f"algo={cfg.algo} collects online and needs a starting policy")
+    collector = _open_collector(cfg, algo.acting(), init) if online and init else None
+    return state, task_rng, train_tasks, collector
+
+
+def _close(algo: Algorithm) -> None:
+    """Stops what an algorithm runs outside this process (a learner group's ranks)."""
+    close = getattr(algo, "close", None)
+    if close is not None:
+        close()
+
+
+def _build(cfg: Config, ctx: RunContext) -> Algorithm:
+    """The algorithm in this process, or (cluster.learner_ranks >= 1) a group of its ranks."""
+    if cfg.cluster.learner_ranks == 0:
+        return algorithms.build(cfg, ctx)
+    from archer.distributed.learner import LearnerGroup
+
+    return LearnerGroup(cfg, ctx)
 
 
 # ------------------------------------------------------------------------- phases

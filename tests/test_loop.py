@@ -88,7 +88,7 @@ def test_skipped_steps_count_against_max_nonfinite(tmp_path, init, fake):
 
 def test_a_multi_rank_launch_is_refused(tmp_path, init, fake, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
-    with pytest.raises(DistributedError, match="scale-out plan"):
+    with pytest.raises(DistributedError, match="cluster.learner_ranks=N"):
         loop.run(load_config(overrides=overrides(tmp_path, init)), **QUIET)
 
 

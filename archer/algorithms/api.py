@@ -91,9 +91,12 @@ def engine_acting(policy: Policy, engine: Any, version: int) -> Acting:
 def save_policy(policy: Policy, engine: Any, directory: Path) -> None:
     """The acting policy in HF format at `directory / "policy"`, and the engine's state (weights,
     optimizer, step counters) at `directory / "engine"`."""
-    with engine.gathered_parameters():
-        policy.save_pretrained(directory / "policy")
-    engine.save_checkpoint(directory / "engine")
+    from archer.algorithms.parallel import is_writer
+
+    with engine.gathered_parameters():  # a collective under ZeRO-3: every rank enters
+        if is_writer():
+            policy.save_pretrained(directory / "policy")
+    engine.save_checkpoint(directory / "engine")  # every rank: its own shard
 
 
 def start_policy(cfg: Config, run: RunContext, method: str, *, lr: float, batch_size: int,
@@ -126,7 +129,9 @@ def start_policy(cfg: Config, run: RunContext, method: str, *, lr: float, batch_
 
 def save_reference(ref: torch.nn.Module | None, directory: Path) -> None:
     """The KL anchor (the run's starting policy) at `directory / "reference_policy"`."""
-    if ref is not None:
+    from archer.algorithms.parallel import is_writer
+
+    if ref is not None and is_writer():
         ref.save_pretrained(directory / "reference_policy")
 
 

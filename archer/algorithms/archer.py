@@ -41,6 +41,7 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import ppo_clip_loss, weighted_logp_loss
+from archer.algorithms.parallel import is_writer
 from archer.algorithms.updates import critic_step, draw_seeds, policy_step, sample
 from archer.buffer.store import EpisodeStore
 from archer.config import ArcherConfig
@@ -321,9 +322,10 @@ class ArCHer:
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
-        self._save_critic(directory)
-        (directory / "archer_state.json").write_text(json.dumps(
-            {"kl_coef": self.kl_coef, "version": self.version}))
+        if is_writer():  # learner ranks hold the same critic, store and counters
+            self._save_critic(directory)
+            (directory / "archer_state.json").write_text(json.dumps(
+                {"kl_coef": self.kl_coef, "version": self.version}))
 
     def _save_critic(self, directory: Path) -> None:
         """The critic, its target, its optimizer and the replay store."""

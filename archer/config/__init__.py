@@ -40,6 +40,7 @@ from archer.config.algos import (
 from archer.config.sections import (
     Q_INPUTS,
     BufferConfig,
+    ClusterConfig,
     CollectConfig,
     ConfigError,
     CriticConfig,
@@ -54,7 +55,7 @@ from archer.config.sections import (
 )
 
 __all__ = [
-    "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "CollectConfig", "Config",
+    "MOVED", "Q_INPUTS", "AgroConfig", "ArcherConfig", "BCConfig", "ChaiConfig", "BufferConfig", "ClusterConfig", "CollectConfig", "Config",
     "ConfigError", "CriticConfig", "DPOConfig", "ILQLConfig", "OfflineArcherConfig", "DataConfig", "DeepSpeedConfig", "EnvConfig", "EvalConfig",
     "FilteredBCConfig", "GenerationConfig", "ModelConfig", "PGActorConfig", "RefitConfig",
     "ReinforceConfig", "RolloutConfig", "SwiftConfig", "TDCriticConfig", "TokenPPOConfig",
@@ -86,6 +87,8 @@ class Config:
     the periodic ones)."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """The policy's training episodes: how many per iteration, on which workers."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    """Where the learner runs: in the driver, or as a group of DeepSpeed ranks on Ray."""
     buffer: BufferConfig = field(default_factory=BufferConfig)
     """The episode store of a replay algorithm."""
     critic: CriticConfig = field(default_factory=CriticConfig)
@@ -126,7 +129,7 @@ class Config:
 
     def __post_init__(self) -> None:
         errors = []
-        from archer.algorithms import ALGORITHMS, is_offline, load_plugins  # names only
+        from archer.algorithms import ALGORITHMS, DATA_PARALLEL, is_offline, load_plugins
 
         load_plugins()
         if self.algo not in ALGORITHMS:
@@ -146,6 +149,8 @@ class Config:
                            "rollout.num_workers=0"))
         if self.algo == "archer":
             errors += self._check_archer()
+        if self.cluster.learner_ranks >= 1:
+            errors += self._check_learner_group(DATA_PARALLEL)
         if (self.algo == "reinforce" and self.reinforce.baseline in ("group", "loo")
                 and self.rollout.group_size < 2):
             errors.append(("rollout.group_size", f"must be >= 2 for reinforce.baseline="
@@ -175,6 +180,30 @@ class Config:
             raise ConfigError(
                 "invalid config:\n" + "\n".join(f"  {key}: {msg}" for key, msg in errors)
             )
+
+    def _check_learner_group(self, supported: frozenset[str]) -> list[tuple[str, str]]:
+        n, errors = self.cluster.learner_ranks, []
+        if self.algo not in supported:
+            errors.append(("cluster.learner_ranks", f"a learner group runs {sorted(supported)} "
+                           f"so far; algo={self.algo} learns in the driver: use "
+                           "cluster.learner_ranks=0"))
+        if not self.deepspeed.enabled:
+            errors.append(("deepspeed.enabled", "a learner group needs the DeepSpeed engine "
+                           "(its gradients are all-reduced across ranks)"))
+        if self.algo == "archer":
+            a = self.archer
+            micro = self.deepspeed.micro_batch_size
+            rows = a.actor.rows_per_step
+            if rows % micro == 0 and (rows // micro) % n:  # else _check_archer names micro
+                errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
+                               f"actor step ({rows // micro}), "
+                               f"got {n}"))
+            parts = -(-a.critic.batch_size // a.critic.micro_batch_size)
+            if parts % n:
+                errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
+                               f"critic step (archer.critic.batch_size / micro_batch_size = "
+                               f"{parts}), got {n}"))
+        return errors
 
     def _check_archer(self) -> list[tuple[str, str]]:
         a, errors = self.archer, []

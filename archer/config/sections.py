@@ -136,6 +136,40 @@ class EvalConfig:
 
 
 @dataclass
+class ClusterConfig:
+    learner_ranks: int = 0
+    """Learner ranks: 0 learns in the driver's process (one rank, today's default); N >= 1
+    starts N DeepSpeed ranks as Ray actors that split every step (`archer.distributed.learner`,
+    docs/scaling.md). The batch sizes are global: N ranks take the same steps as one."""
+    cpus_per_learner: float = 1.0
+    """CPUs Ray reserves for each learner rank (its torch threads)."""
+    gpus_per_learner: float = 0.0
+    """GPUs Ray reserves for each learner rank (1 on a GPU cluster; 0 on CPU)."""
+    placement_strategy: str = "PACK"
+    """How the ranks' bundles are placed: PACK (few nodes), STRICT_PACK (one node),
+    SPREAD or STRICT_SPREAD (one rank per node)."""
+    placement_timeout_s: float = 120.0
+    """Seconds to wait for the ranks' resources before failing with what could not be placed."""
+    rendezvous_timeout_s: float = 300.0
+    """Seconds the ranks may take to form their process group (and a collective to complete)."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.learner_ranks < 0:
+            errors.append(("learner_ranks", f"must be >= 0 (0 = in the driver), got "
+                                            f"{self.learner_ranks}"))
+        for key in ("cpus_per_learner", "gpus_per_learner"):
+            if getattr(self, key) < 0:
+                errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        errors += _choice("placement_strategy", self.placement_strategy,
+                          ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"))
+        for key in ("placement_timeout_s", "rendezvous_timeout_s"):
+            if getattr(self, key) <= 0:
+                errors.append((key, f"must be > 0, got {getattr(self, key)}"))
+        return errors
+
+
+@dataclass
 class RolloutConfig:
     num_workers: int = 2
     """Ray rollout workers; 0 collects in-process (tests, debugging)."""

@@ -1,0 +1,230 @@
+"""A learner group: `cluster.learner_ranks` DeepSpeed ranks of one algorithm, as Ray actors.
+
+Every rank builds the same algorithm from the same config and seed, gets the same episodes,
+and so holds the same replay buffer, RNG streams and weights. The shared update steps split
+each step's micro-batches (and fresh samples) over the ranks and sum their gradients
+(`archer.algorithms.parallel`): the actor's through its DeepSpeed engine, the critic's with
+one all-reduce per step. W ranks therefore take the same steps as one rank, faster.
+
+To the loop a `LearnerGroup` is just another algorithm (`learn`, `acting`, `save`, `load`).
+The driver keeps a copy of the acting policy for rollouts and evaluation, refreshed from
+rank 0 through Ray's object store whenever the policy's version changes.
+
+The ranks are one failure domain: if one dies, the others would wait in a collective, so the
+group is torn down at once and `LearnerGroupError` says to resume from the last checkpoint.
+
+Set-up follows the usual pattern of Ray learner groups: reserve every rank's bundle in one
+placement group (no rank starts before all can), ask rank 0 for its node's address and a free
+port, then start all ranks with MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE and LOCAL_RANK=0
+(Ray gives each actor its own GPUs).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from archer.algorithms.api import Acting, RunContext
+from archer.config import Config
+from archer.errors import DistributedError
+from archer.types import Trajectory
+
+RNG_FILE = "learner_rng.pt"
+"""Beside the algorithm's files: the ranks' RNG state (the same on every rank)."""
+
+
+class LearnerGroupError(DistributedError):
+    """A learner rank died or hung: the group is gone; resume from the last checkpoint."""
+
+
+class PlacementError(DistributedError):
+    """The cluster cannot hold the learner group's bundles."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+@ray.remote
+class LearnerRank:
+    """One rank: a process-group member that builds and trains the algorithm."""
+
+    def __init__(self, rank: int, world: int, num_threads: int):
+        torch.set_num_threads(max(1, num_threads))
+        self.rank, self.world = rank, world
+        self.algo: Any = None
+
+    def address(self) -> tuple[str, int]:
+        """This node's address and a free port on it (asked of rank 0)."""
+        return ray.util.get_node_ip_address(), _free_port()
+
+    def setup(self, cfg: Config, run: RunContext, master: tuple[str, int], backend: str,
+              timeout_s: float) -> dict[str, Any]:
+        import torch.distributed as dist
+
+        from archer import algorithms
+        from archer.rollout.seeds import seed_everything
+
+        os.environ.update(MASTER_ADDR=master[0], MASTER_PORT=str(master[1]),
+                          RANK=str(self.rank), WORLD_SIZE=str(self.world), LOCAL_RANK="0")
+        dist.init_process_group(backend=backend, init_method="env://", rank=self.rank,
+                                world_size=self.world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+        seed_everything(cfg.seed)
+        self.algo = algorithms.build(cfg, run)
+        acting = self.algo.acting()
+        if acting.chooser is not None:
+            raise ValueError(f"algo={cfg.algo} acts through a chooser, which a learner group "
+                             "does not push to the driver yet")
+        return {"data": self.algo.data, "version": acting.version}
+
+    def learn(self, new: list[Trajectory], iteration: int) -> dict[str, Any]:
+        from archer.metrics import COUNTS
+
+        before = dict(COUNTS)
+        metrics = self.algo.learn(new, iteration)
+        counts = {k: COUNTS[k] - before[k] for k in COUNTS}
+        return {"metrics": metrics, "counts": counts, "version": self.algo.acting().version}
+
+    def weights(self) -> dict[str, torch.Tensor] | None:
+        """The acting policy's whole weights on CPU (rank 0; the others only join the gather
+        that ZeRO-3 needs)."""
+        acting = self.algo.acting()
+        with acting.gathered():
+            if self.rank != 0:
+                return None
+            return {k: v.detach().to("cpu", copy=True)
+                    for k, v in acting.policy.model.state_dict().items()}
+
+    def save(self, directory: str) -> None:
+        self.algo.save(Path(directory))
+        if self.rank == 0:
+            torch.save({"torch": torch.get_rng_state()}, Path(directory) / RNG_FILE)
+
+    def load(self, directory: str) -> int:
+        self.algo.load(Path(directory))
+        state = torch.load(Path(directory) / RNG_FILE, weights_only=False)
+        torch.set_rng_state(state["torch"])
+        return self.algo.acting().version
+
+
+class LearnerGroup:
+    """The driver's handle on the ranks; satisfies `archer.algorithms.api.Algorithm`."""
+
+    def __init__(self, cfg: Config, run: RunContext):
+        from archer.distributed.engine import _resolve_backend
+        from archer.distributed.rollout import ensure_ray
+        from archer.models.policy import Policy
+
+        c = cfg.cluster
+        self.cfg, self.world = cfg, c.learner_ranks
+        self.timeout_s = c.rendezvous_timeout_s
+        ensure_ray()
+        bundle: dict[str, float] = {"CPU": c.cpus_per_learner}
+        if c.gpus_per_learner > 0:
+            bundle["GPU"] = c.gpus_per_learner
+        self.pg = placement_group([dict(bundle) for _ in range(self.world)],
+                                  strategy=c.placement_strategy, name="archer-learners")
+        if not self.pg.wait(timeout_seconds=c.placement_timeout_s):
+            remove_placement_group(self.pg)
+            raise PlacementError(
+                f"could not place {self.world} learner rank(s) of {bundle} each "
+                f"({c.placement_strategy}) within cluster.placement_timeout_s="
+                f"{c.placement_timeout_s:g}; the cluster has {ray.cluster_resources()} "
+                f"({ray.available_resources()} free): lower cluster.learner_ranks, "
+                "cluster.cpus_per_learner or cluster.gpus_per_learner, or add nodes")
+        self.ranks = [
+            LearnerRank.options(
+                num_cpus=c.cpus_per_learner, num_gpus=c.gpus_per_learner,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=self.pg, placement_group_bundle_index=i),
+            ).remote(i, self.world, int(c.cpus_per_learner))
+            for i in range(self.world)]
+        try:
+            master = self._get([self.ranks[0].address.remote()], "address")[0]
+            info = self._get([r.setup.remote(cfg, run, master, _resolve_backend(
+                cfg.deepspeed, cfg.device), self.timeout_s) for r in self.ranks], "setup")[0]
+        except BaseException:
+            self.close()
+            raise
+        self.data = info["data"]
+        self.version = info["version"]
+        self.policy = Policy.from_pretrained(run.init_policy, cfg.device,
+                                             cfg.model.max_context_tokens,
+                                             reserve=cfg.generation.max_new_tokens)
+
+    # ------------------------------------------------------------------ Algorithm
+    def learn(self, new: list[Trajectory], iteration: int) -> dict[str, float]:
+        from archer.metrics import COUNTS
+
+        ref = ray.put(new)
+        out = self._get([r.learn.remote(ref, iteration) for r in self.ranks], "learn")
+        # every rank took the same steps; the fresh samples were split, so their tokens add up
+        COUNTS["gradient_steps"] += out[0]["counts"]["gradient_steps"]
+        COUNTS["generated_tokens"] += sum(o["counts"]["generated_tokens"] for o in out)
+        if out[0]["version"] != self.version:
+            self._pull(out[0]["version"])
+        return {**out[0]["metrics"], "learner/ranks": float(self.world)}
+
+    def acting(self) -> Acting:
+        return Acting(policy=self.policy, version=self.version)
+
+    def save(self, directory: Path) -> None:
+        self._get([r.save.remote(str(directory)) for r in self.ranks], "save")
+
+    def load(self, directory: Path) -> None:
+        versions = self._get([r.load.remote(str(directory)) for r in self.ranks], "load")
+        self._pull(versions[0])
+
+    def close(self) -> None:
+        for rank in getattr(self, "ranks", []):
+            ray.kill(rank, no_restart=True)
+        self.ranks = []
+        if getattr(self, "pg", None) is not None:
+            remove_placement_group(self.pg)
+            self.pg = None
+
+    # ------------------------------------------------------------------ helpers
+    def _pull(self, version: int) -> None:
+        """The driver's acting copy takes rank 0's weights, through the object store."""
+        weights = self._get([r.weights.remote() for r in self.ranks], "weights")[0]
+        self.policy.model.load_state_dict(weights)
+        self.policy.model.eval()
+        self.version = version
+
+    def _get(self, futures: list[Any], what: str) -> list[Any]:
+        """Every rank's result, in rank order. The first rank to die (or an error raised in
+        one) tears the whole group down at once: the others would wait in a collective."""
+        index = {f: i for i, f in enumerate(futures)}
+        pending, results = list(futures), {}
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=self.timeout_s)
+            if not done:
+                self.close()
+                raise LearnerGroupError(
+                    f"learner ranks {sorted(index[f] for f in pending)} did not finish "
+                    f"{what} within cluster.rendezvous_timeout_s={self.timeout_s:g}; the "
+                    "group was stopped: resume from the last checkpoint (train.resume=true)")
+            try:
+                results[index[done[0]]] = ray.get(done[0])
+            except (RayActorError, GetTimeoutError) as err:
+                self.close()
+                raise LearnerGroupError(
+                    f"learner rank {index[done[0]]} died during {what} ({type(err).__name__}); "
+                    "the group was stopped: resume from the last checkpoint "
+                    "(train.resume=true)") from None
+            except Exception:
+                self.close()
+                raise
+        return [results[i] for i in range(len(futures))]

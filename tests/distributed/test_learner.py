@@ -1,0 +1,148 @@
+"""The learner group on real Ray and real DeepSpeed (gloo on CPU): W ranks take the same steps
+as one, the ranks save and resume exactly, and a dead rank or an impossible placement fails
+fast with an error that says what to do. The runs are marked `distributed` (the second lane of
+scripts/test.sh, which CI runs); the refusals run in the default lane."""
+
+import pytest
+import ray
+import torch
+import user_envs  # noqa: F401
+from resume import assert_resumes_exactly
+from test_archer import QUIET, base_overrides, coin_sft  # noqa: F401
+from transformers import AutoModelForCausalLM
+
+from archer import loop
+from archer.algorithms.api import RunContext
+from archer.config import ConfigError, load_config
+from archer.distributed.learner import LearnerGroup, LearnerGroupError, PlacementError
+from archer.rollout.envs import env_info
+
+
+@pytest.fixture(scope="module")
+def ray_two_cpus():
+    """One Ray instance for the module; each learner rank reserves half a CPU."""
+    from archer.distributed.rollout import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def context(tmp, init):
+    """What the loop hands a builder: the SayYes corpus trains the tiny critic's tokenizer."""
+    return RunContext(out=tmp, init_policy=init, corpus=env_info("user_envs:SayYes-v0").corpus)
+
+
+def group_overrides(tmp, init, ranks, *extra):
+    """ArCHer on SayYes with steps of 2 micro-batches (actor 16 rows of 8, critic 16 of 8),
+    so two ranks take one micro-batch each."""
+    return [*base_overrides(tmp, init), "archer.critic.micro_batch_size=8",
+            "archer.critic.updates_per_iter=3", "archer.actor.updates_per_iter=1",
+            "archer.warmup_iters=1", f"cluster.learner_ranks={ranks}",
+            "cluster.cpus_per_learner=0.5", "eval.episodes=16", *extra]
+
+
+def run(tmp, init, ranks, *extra, iterations=2):
+    cfg = load_config(overrides=[*group_overrides(tmp, init, ranks, *extra),
+                                 f"train.iterations={iterations}", "train.save_every=1"])
+    return loop.run(cfg, **QUIET)
+
+
+KEYS = ("critic/loss", "critic/q1_mean", "critic/v1_mean", "critic/grad_norm", "actor/loss",
+        "actor/advantage_mean", "actor/grad_norm", "rollout/return_mean")
+
+
+def curves(result):
+    return [{k: h[k] for k in KEYS if k in h} for h in result["history"]]
+
+
+def weights(result):
+    model = AutoModelForCausalLM.from_pretrained(f"{result['checkpoint']}/policy")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+@pytest.mark.parametrize("zero", [0, 2, 3])
+def test_two_ranks_take_the_same_steps_as_one(tmp_path, coin_sft, zero):  # noqa: F811
+    """Two ranks split every critic and actor step (and the fresh samples) and give the same
+    metrics and weights as one rank on the same global batch, to float tolerance."""
+    zero_key = f"deepspeed.zero_stage={zero}"
+    one = run(tmp_path / "one", coin_sft, 1, zero_key)
+    two = run(tmp_path / "two", coin_sft, 2, zero_key)
+    assert_same_curves(curves(one), curves(two))
+    assert two["history"][-1]["learner/ranks"] == 2.0
+    wa, wb = weights(one), weights(two)
+    moved = max(float((wa[k] - weights_at_start(coin_sft)[k]).abs().max()) for k in wa)
+    assert moved > 1e-4  # the actor did train
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+_START = {}
+
+
+def weights_at_start(path):
+    if path not in _START:
+        model = AutoModelForCausalLM.from_pretrained(path)
+        _START[path] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return _START[path]
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_a_group_of_one_equals_the_in_process_learner(tmp_path, coin_sft):  # noqa: F811
+    """learner_ranks=1 (one rank on Ray) and 0 (in the driver) run the same steps (to float
+    tolerance: the rank runs one torch thread, the driver its own count, which changes the
+    order of float sums)."""
+    a, b = curves(run(tmp_path / "a", coin_sft, 0)), curves(run(tmp_path / "b", coin_sft, 1))
+    assert_same_curves(a, b)
+
+
+def assert_same_curves(a, b):
+    assert [set(x) for x in a] == [set(x) for x in b] and "actor/loss" in a[-1]
+    for x, y in zip(a, b, strict=True):
+        for k in x:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), k
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_two_ranks_resume_exactly(tmp_path, coin_sft):  # noqa: F811
+    """3 iterations straight equal 2, a checkpoint written by both ranks, and 1 resumed."""
+    assert_resumes_exactly(tmp_path, lambda out: group_overrides(out, coin_sft, 2),
+                           ("critic/", "actor/"))
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_a_dead_rank_stops_the_group_at_once(tmp_path, coin_sft):  # noqa: F811
+    cfg = load_config(overrides=group_overrides(tmp_path, coin_sft, 2,
+                                                "cluster.rendezvous_timeout_s=60"))
+    group = LearnerGroup(cfg, context(tmp_path, coin_sft))
+    try:
+        ray.kill(group.ranks[1], no_restart=True)
+        with pytest.raises(LearnerGroupError, match="rank 1 died during learn.*train.resume"):
+            group.learn([], 0)
+        assert group.ranks == [] and group.pg is None  # torn down: nothing left holding CPUs
+    finally:
+        group.close()
+
+
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sft):  # noqa: F811
+    cfg = load_config(overrides=group_overrides(tmp_path, coin_sft, 2, "cluster.cpus_per_learner=8",
+                                                "cluster.placement_timeout_s=2"))
+    with pytest.raises(PlacementError, match=r"2 learner rank\(s\) of \{'CPU': 8.0\}"):
+        LearnerGroup(cfg, context(tmp_path, coin_sft))
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["algo=ppo"], "a learner group runs"),
+    (["deepspeed.enabled=false"], "deepspeed.enabled"),
+    (["archer.critic.micro_batch_size=16"], "micro-batches of one critic step"),
+    (["cluster.learner_ranks=4"], "micro-batches of one actor step"),
+])
+def test_group_settings_that_cannot_split_are_refused(tmp_path, extra, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=[*group_overrides(tmp_path, "x", 2), *extra])
