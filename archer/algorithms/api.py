@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -46,6 +46,10 @@ class Acting:
     workers and evaluation act through it."""
     chooser_version: int = 0
     """Bumped by learn() whenever the chooser changed (the loop pushes it to the workers)."""
+    buckets: Callable[[int, tuple[str, ...]], Iterator[dict[str, torch.Tensor]]] | None = None
+    """(bucket_bytes, name prefixes to skip) -> the acting weights as CPU copies in buckets of
+    at most that size, gathered one bucket at a time under ZeRO-3 (every learner rank in step);
+    None: read them whole under `gathered`."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class Algorithm(Protocol):
 
 def engine_acting(policy: Policy, engine: Any, version: int) -> Acting:
     """The Acting of a policy trained inside `engine` (whole weights under its gather)."""
-    return Acting(policy=policy, version=version, gathered=engine.gathered_parameters)
+    return Acting(policy=policy, version=version, gathered=engine.gathered_parameters,
+                  buckets=engine.weight_buckets)
 
 
 def save_policy(policy: Policy, engine: Any, directory: Path) -> None:

@@ -152,6 +152,9 @@ class ClusterConfig:
     """Seconds to wait for the ranks' resources before failing with what could not be placed."""
     rendezvous_timeout_s: float = 300.0
     """Seconds the ranks may take to form their process group (and a collective to complete)."""
+    weight_bucket_mb: float = 256.0
+    """Size cap of one bucket of the weights sent from the learner ranks (under ZeRO-3 one
+    bucket is gathered at a time, never the whole model)."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = []
@@ -163,7 +166,7 @@ class ClusterConfig:
                 errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
         errors += _choice("placement_strategy", self.placement_strategy,
                           ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"))
-        for key in ("placement_timeout_s", "rendezvous_timeout_s"):
+        for key in ("placement_timeout_s", "rendezvous_timeout_s", "weight_bucket_mb"):
             if getattr(self, key) <= 0:
                 errors.append((key, f"must be > 0, got {getattr(self, key)}"))
         return errors

@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +61,9 @@ class ActorEngine(Protocol):
     def zero_grad(self) -> None: ...
     def get_grad_norm(self) -> float | None: ...
     def gathered_parameters(self) -> contextlib.AbstractContextManager[None]: ...
+    def weight_buckets(
+        self, bucket_bytes: int, skip: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, torch.Tensor]]: ...
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None: ...
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None: ...
     @property
@@ -123,6 +127,51 @@ def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     if not params:
         raise ValueError("the actor model has no trainable parameters (all requires_grad=False)")
     return params
+
+
+# ------------------------------------------------------------------- weight export
+def param_bytes(param: torch.Tensor) -> int:
+    """A parameter's whole size in bytes, also under ZeRO-3, where `numel()` of a partitioned
+    parameter is 0 and `ds_numel` holds the real count."""
+    numel = getattr(param, "ds_numel", None)
+    return int(numel if numel is not None else param.numel()) * param.element_size()
+
+
+def weight_buckets(
+    module: torch.nn.Module, bucket_bytes: int,
+    gather: Any = None, skip: tuple[str, ...] = (),
+) -> Iterator[dict[str, torch.Tensor]]:
+    """`module`'s parameters (each once: tied weights under their first name) and persistent
+    buffers as CPU copies, in buckets of at most `bucket_bytes` (a larger parameter is a
+    bucket of its own). `gather(params)` is the context in which a bucket's parameters are
+    whole (ZeRO-3's gather; None: they already are): one bucket is gathered, copied and
+    released before the next, so an export never holds more than one bucket beyond the
+    rank's shard. Names starting with a prefix in `skip` are left out. Under ZeRO-3 every rank
+    must iterate in step (the gather is a collective); every rank gets the copies."""
+    if bucket_bytes < 1:
+        raise ValueError(f"bucket_bytes: must be >= 1, got {bucket_bytes}")
+    params = [(n, q) for n, q in module.named_parameters() if not n.startswith(skip)]
+    buckets: list[list[tuple[str, torch.nn.Parameter]]] = [[]]
+    size = 0
+    for name, param in params:
+        nbytes = param_bytes(param)
+        if buckets[-1] and size + nbytes > bucket_bytes:
+            buckets.append([])
+            size = 0
+        buckets[-1].append((name, param))
+        size += nbytes
+    for bucket in buckets:
+        if not bucket:
+            continue
+        ctx = gather([q for _, q in bucket]) if gather is not None else contextlib.nullcontext()
+        with ctx:
+            out = {name: q.detach().to("cpu", copy=True) for name, q in bucket}
+        yield out
+    names = set(module.state_dict().keys())
+    buffers = {n: b.detach().to("cpu", copy=True) for n, b in module.named_buffers()
+               if n in names and not n.startswith(skip)}
+    if buffers:
+        yield buffers
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -265,6 +314,11 @@ class TorchActorEngine:
     def gathered_parameters(self) -> contextlib.AbstractContextManager[None]:
         """A no-op here: the module always holds its full parameters."""
         return contextlib.nullcontext()
+
+    def weight_buckets(
+        self, bucket_bytes: int, skip: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        return weight_buckets(self.module, bucket_bytes, skip=skip)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Weights, optimizer state and step counters, written atomically to `path`."""
@@ -504,6 +558,17 @@ class DeepSpeedActorEngine:
         if self.zero_stage != 3:
             return contextlib.nullcontext()
         return self._ds.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+
+    def weight_buckets(
+        self, bucket_bytes: int, skip: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """The weights in buckets of at most `bucket_bytes`, gathered one bucket at a time
+        under ZeRO-3 (`weight_buckets`); every rank must iterate in step."""
+        gather = None
+        if self.zero_stage == 3:
+            def gather(params: list[torch.nn.Parameter]) -> Any:
+                return self._ds.zero.GatheredParameters(params, modifier_rank=None)
+        return weight_buckets(self.module, bucket_bytes, gather=gather, skip=skip)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """DeepSpeed's checkpoint (weights, optimizer, counters) in `path`, written atomically.

@@ -97,15 +97,28 @@ class LearnerRank:
         counts = {k: COUNTS[k] - before[k] for k in COUNTS}
         return {"metrics": metrics, "counts": counts, "version": self.algo.acting().version}
 
-    def weights(self) -> dict[str, torch.Tensor] | None:
-        """The acting policy's whole weights on CPU (rank 0; the others only join the gather
-        that ZeRO-3 needs)."""
+    def export(self, bucket_bytes: int) -> list[ray.ObjectRef]:
+        """The acting weights as object-store refs of buckets of at most `bucket_bytes`
+        (rank 0's; the other ranks only join the per-bucket gathers ZeRO-3 needs), so neither
+        this rank nor the driver ever holds a second whole copy."""
+        from archer.models.policy import TRAINING_HEADS
+
         acting = self.algo.acting()
-        with acting.gathered():
-            if self.rank != 0:
-                return None
-            return {k: v.detach().to("cpu", copy=True)
-                    for k, v in acting.policy.model.state_dict().items()}
+        skip = tuple(f"{h}." for h in getattr(acting.policy.model, TRAINING_HEADS, ()))
+        if acting.buckets is not None:
+            buckets = acting.buckets(bucket_bytes, skip)
+        else:
+            from archer.models.policy import acting_state_dict
+
+            with acting.gathered():
+                buckets = iter([{k: v.detach().to("cpu", copy=True) for k, v in
+                                 acting_state_dict(acting.policy.model).items()}])
+        refs = []
+        for bucket in buckets:
+            if self.rank == 0:
+                refs.append(ray.put(bucket))
+            del bucket
+        return refs
 
     def save(self, directory: str) -> None:
         self.algo.save(Path(directory))
@@ -130,6 +143,7 @@ class LearnerGroup:
         c = cfg.cluster
         self.cfg, self.world = cfg, c.learner_ranks
         self.timeout_s = c.rendezvous_timeout_s
+        self.bucket_bytes = int(c.weight_bucket_mb * 2**20)
         ensure_ray()
         bundle: dict[str, float] = {"CPU": c.cpus_per_learner}
         if c.gpus_per_learner > 0:
@@ -197,9 +211,23 @@ class LearnerGroup:
 
     # ------------------------------------------------------------------ helpers
     def _pull(self, version: int) -> None:
-        """The driver's acting copy takes rank 0's weights, through the object store."""
-        weights = self._get([r.weights.remote() for r in self.ranks], "weights")[0]
-        self.policy.model.load_state_dict(weights)
+        """The driver's acting copy takes rank 0's weights through the object store, one
+        bucket (`cluster.weight_bucket_mb`) at a time."""
+        refs = self._get([r.export.remote(self.bucket_bytes) for r in self.ranks], "export")[0]
+        model = self.policy.model
+        expected = {n for n, _ in model.named_parameters()} | {
+            n for n, _ in model.named_buffers() if n in model.state_dict()}
+        seen: set[str] = set()
+        for ref in refs:
+            bucket = ray.get(ref)
+            unexpected = model.load_state_dict(bucket, strict=False).unexpected_keys
+            if unexpected:
+                raise LearnerGroupError(f"rank 0 exported weights the policy does not have: "
+                                        f"{unexpected[:5]}")
+            seen |= set(bucket)
+            del bucket
+        if expected - seen:
+            raise LearnerGroupError(f"rank 0's export missed {sorted(expected - seen)[:5]}")
         self.policy.model.eval()
         self.version = version
 

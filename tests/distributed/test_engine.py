@@ -386,3 +386,28 @@ def test_own_process_group_leaves_no_port_for_children():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["0", "1", "None"]
+
+
+# ------------------------------------------------------------------------ weight export
+@pytest.mark.parametrize("stage", [0, 3])
+def test_bucketed_export_equals_the_whole_weights_and_respects_the_cap(stage):
+    """The export after a step equals the gathered weights, whatever the bucket size; each
+    bucket stays under its cap (or is one parameter); under ZeRO-3 sizes come from ds_numel
+    (a partitioned parameter's numel() is 0: sized by it, every parameter would fit one
+    bucket)."""
+    engine = ds_engine(tiny_gpt2(), stage=stage)
+    optimizer_step(engine, batch(0), micro=2)
+    whole = weights(engine)
+    sizes = {n: p.numel() * 4 for n, p in tiny_gpt2().named_parameters()}
+    cap = 8_000  # bytes: the attention and MLP matrices (32 x 96 x 4 = 12 kB, ...) are over it
+    for bucket_bytes in (cap, 10**12):
+        buckets = list(engine.weight_buckets(bucket_bytes))
+        got = {k: v for b in buckets for k, v in b.items()}
+        assert_close({k: got[k].float() for k in whole}, whole, atol=0)
+        for b in buckets:
+            assert len(b) == 1 or sum(sizes.get(k, 0) for k in b) <= bucket_bytes
+    if stage == 3:
+        partitioned = next(iter(engine.module.parameters()))
+        assert partitioned.numel() == 0 and partitioned.ds_numel > 0  # the trap being tested
+    assert len(list(engine.weight_buckets(cap))) >= 5  # sized by numel() it would be one
+    assert len([b for b in engine.weight_buckets(10**12) if b]) <= 2  # parameters (+ buffers)
