@@ -24,3 +24,8 @@ class NonFiniteError(ArcherError, RuntimeError):
 
 class DistributedError(ArcherError, RuntimeError):
     """A distributed launch or component that failed or is not supported (docs/scaling.md)."""
+
+
+class LearnerGroupError(DistributedError):
+    """A learner rank died or hung: its group was stopped; the run resumes from its last
+    checkpoint (automatically up to `cluster.max_learner_restarts` times)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from archer import algorithms, checkpoint
 from archer.algorithms.api import Acting, Algorithm, RunContext
 from archer.config import Config, ConfigError
-from archer.errors import CheckpointError, DistributedError, NonFiniteError
+from archer.errors import CheckpointError, DistributedError, LearnerGroupError, NonFiniteError
 from archer.metrics import COUNTS, MetricsLogger, timed
 from archer.rollout.envs import env_info
 from archer.rollout.seeds import seed_everything
@@ -173,7 +174,42 @@ def _due(it: int, every: int, total: int) -> bool:
 # ------------------------------------------------------------------------------ run
 def run(cfg: Config, progress: bool = True, log=print, final_eval: bool = True) -> dict[str, Any]:
     """Train `cfg.algo` from `cfg`; return the evaluation before and after, the history of
-    metrics, the starting policy and whether the env has held-out tasks."""
+    metrics, the starting policy and whether the env has held-out tasks.
+
+    When a learner rank dies (`LearnerGroupError`), the run restarts its group from the last
+    checkpoint, up to `cluster.max_learner_restarts` times; the resumed part continues exactly
+    (the history returned is then the resumed part's, and `before` the first part's)."""
+    restarts, before = 0, None
+    while True:
+        try:
+            result = _run(cfg, progress, log, final_eval)
+            result["before"] = result["before"] or before
+            result["learner_restarts"] = restarts
+            return result
+        except LearnerGroupError as err:
+            ckpt = Path(cfg.output_dir) / CHECKPOINT
+            if restarts >= cfg.cluster.max_learner_restarts or not ckpt.is_dir():
+                raise
+            restarts += 1
+            before = before or _first_row(Path(cfg.output_dir))
+            log(f"{err}\nrestarting the learner group from {ckpt} "
+                f"({restarts} of cluster.max_learner_restarts={cfg.cluster.max_learner_restarts})")
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
+
+
+def _first_row(out: Path) -> dict[str, float] | None:
+    """The start's evaluation (the -1 row of metrics.jsonl), if the run logged one."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if row.get("iteration") == -1.0:
+            return {k: v for k, v in row.items() if k.startswith("eval/")}
+    return None
+
+
+def _run(cfg: Config, progress: bool, log, final_eval: bool) -> dict[str, Any]:
     refuse_multi_rank()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -152,6 +152,9 @@ class ClusterConfig:
     """Seconds to wait for the ranks' resources before failing with what could not be placed."""
     rendezvous_timeout_s: float = 300.0
     """Seconds the ranks may take to form their process group (and a collective to complete)."""
+    max_learner_restarts: int = 1
+    """Times a run rebuilds its learner group from the last checkpoint after a rank died or
+    hung (per run; 0 stops at the first failure)."""
     weight_bucket_mb: float = 256.0
     """Size cap of one bucket of the weights sent from the learner ranks (under ZeRO-3 one
     bucket is gathered at a time, never the whole model)."""
@@ -161,7 +164,7 @@ class ClusterConfig:
         if self.learner_ranks < 0:
             errors.append(("learner_ranks", f"must be >= 0 (0 = in the driver), got "
                                             f"{self.learner_ranks}"))
-        for key in ("cpus_per_learner", "gpus_per_learner"):
+        for key in ("cpus_per_learner", "gpus_per_learner", "max_learner_restarts"):
             if getattr(self, key) < 0:
                 errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
         errors += _choice("placement_strategy", self.placement_strategy,

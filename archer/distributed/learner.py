@@ -11,7 +11,8 @@ The driver keeps a copy of the acting policy for rollouts and evaluation, refres
 rank 0 through Ray's object store whenever the policy's version changes.
 
 The ranks are one failure domain: if one dies, the others would wait in a collective, so the
-group is torn down at once and `LearnerGroupError` says to resume from the last checkpoint.
+group is torn down at once with `LearnerGroupError`; the loop then restarts the group from the
+last checkpoint (`cluster.max_learner_restarts` times).
 
 Set-up follows the usual pattern of Ray learner groups: reserve every rank's bundle in one
 placement group (no rank starts before all can), ask rank 0 for its node's address and a free
@@ -35,15 +36,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from archer.algorithms.api import Acting, RunContext
 from archer.config import Config
-from archer.errors import DistributedError
+from archer.errors import DistributedError, LearnerGroupError
 from archer.types import Trajectory
 
 RNG_FILE = "learner_rng.pt"
 """Beside the algorithm's files: the ranks' RNG state (the same on every rank)."""
-
-
-class LearnerGroupError(DistributedError):
-    """A learner rank died or hung: the group is gone; resume from the last checkpoint."""
 
 
 class PlacementError(DistributedError):

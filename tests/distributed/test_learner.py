@@ -3,6 +3,10 @@ as one, the ranks save and resume exactly, and a dead rank or an impossible plac
 fast with an error that says what to do. The runs are marked `distributed` (the second lane of
 scripts/test.sh, which CI runs); the refusals run in the default lane."""
 
+import json
+import threading
+import time
+
 import pytest
 import ray
 import torch
@@ -14,7 +18,9 @@ from transformers import AutoModelForCausalLM
 from archer import loop
 from archer.algorithms.api import RunContext
 from archer.config import ConfigError, load_config
-from archer.distributed.learner import LearnerGroup, LearnerGroupError, PlacementError
+from archer.distributed import learner as learner_mod
+from archer.distributed.learner import LearnerGroup, PlacementError
+from archer.errors import LearnerGroupError
 from archer.rollout.envs import env_info
 
 
@@ -146,3 +152,38 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
 def test_group_settings_that_cannot_split_are_refused(tmp_path, extra, match):
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=[*group_overrides(tmp_path, "x", 2), *extra])
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_a_rank_killed_mid_run_restarts_the_group_from_the_checkpoint(tmp_path, coin_sft,  # noqa: F811
+                                                                        monkeypatch):
+    """Rank 1 is killed after the first iteration's row is written: the loop rebuilds the
+    group from the last checkpoint and the run ends where an uninterrupted one does."""
+    groups = []
+    real_init = LearnerGroup.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        groups.append(self)
+
+    monkeypatch.setattr(learner_mod.LearnerGroup, "__init__", recording_init)
+    straight = run(tmp_path / "a", coin_sft, 2, iterations=3)
+    metrics = tmp_path / "b" / "metrics.jsonl"
+
+    def kill_after_the_first_row():
+        while not (metrics.is_file() and any(
+                json.loads(line)["iteration"] == 0.0 for line in metrics.read_text().splitlines()
+                if line.strip())):
+            time.sleep(0.2)
+        ray.kill(groups[-1].ranks[1], no_restart=True)
+
+    killer = threading.Thread(target=kill_after_the_first_row, daemon=True)
+    killer.start()
+    restarted = run(tmp_path / "b", coin_sft, 2, iterations=3)
+    killer.join(timeout=5)
+    assert restarted["learner_restarts"] == 1 and len(groups) == 3  # straight, b, b again
+    assert restarted["before"] == straight["before"]
+    keys = [k for k in straight["history"][-1] if k.startswith(("critic/", "actor/", "eval/"))]
+    assert keys and {k: restarted["history"][-1][k] for k in keys} == {
+        k: straight["history"][-1][k] for k in keys}
