@@ -312,6 +312,8 @@ def _prepare(cfg: Config, algo: Algorithm, info: Any, init: Path | None, ckpt: P
     if online and init is None:
         raise CheckpointError(f"algo={cfg.algo} collects online and needs a starting policy")
     collector = _open_collector(cfg, algo.acting(), init) if online and init else None
+    if hasattr(collector, "sample") and hasattr(algo, "use_sampler"):
+        algo.use_sampler(collector.sample)  # e.g. ArCHer's fresh samples on the workers
     return state, task_rng, train_tasks, collector
 
 

@@ -186,6 +186,13 @@ class ArCHer:
         self.critic_opt = self._critic_optimizer()
         self.kl_coef = s.actor.kl_coef
         self.version = 0
+        self.sampler: Any = None  # `use_sampler`: the rollout workers' fresh samples
+
+    def use_sampler(self, sampler: Any) -> None:
+        """The loop offers its rollout workers' `sample(observations, seeds, version)`; the
+        critic phase uses it under archer.fresh_samples=rollout."""
+        if self.s.fresh_samples == "rollout":
+            self.sampler = sampler
 
     def _critic_optimizer(self) -> torch.optim.Optimizer:
         c = self.s.critic
@@ -255,9 +262,12 @@ class ArCHer:
 
     def _fresh(self, states: list[str]) -> list[str]:
         """a~ ~ pi(.|s) for the V targets: one sampled utterance per state, each from its own
-        seed (so learner ranks can split them)."""
+        seed (so learner ranks or rollout workers can split them)."""
+        seeds = draw_seeds(len(states))
+        if self.sampler is not None:  # the workers hold this version's weights
+            return self.sampler(states, seeds, self.version).texts
         return sample(self.policy, self.engine, states, self.sampling, self.generation_batch,
-                      seeds=draw_seeds(len(states))).texts
+                      seeds=seeds).texts
 
     def _actor_phase(self) -> dict[str, float]:
         a = self.s.actor

@@ -152,11 +152,19 @@ class ArcherConfig:
     """Iterations of critic-only training before the actor starts (the paper: 10-20)."""
     critic: TDCriticConfig = field(default_factory=TDCriticConfig)
     actor: PGActorConfig = field(default_factory=PGActorConfig)
+    fresh_samples: str = "learner"
+    """Who samples the critic phase's fresh utterances (its V targets; most of ArCHer's
+    generated text): learner, or rollout (one batched request split over the Ray rollout
+    workers, which hold the same weights; needs rollout.num_workers > 0). Each row has its own
+    seed, so both give the same utterances."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = []
         if self.warmup_iters < 0:
             errors.append(("warmup_iters", f"must be >= 0, got {self.warmup_iters}"))
+        if self.fresh_samples not in ("learner", "rollout"):
+            errors.append(("fresh_samples", f"must be one of ['learner', 'rollout'], got "
+                                            f"{self.fresh_samples!r}"))
         errors += [(f"critic.{k}", m) for k, m in self.critic.check()]
         errors += [(f"actor.{k}", m) for k, m in self.actor.check()]
         return errors

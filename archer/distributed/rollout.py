@@ -30,7 +30,8 @@ import torch
 from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
 from archer.config import Config
-from archer.models.policy import Policy
+from archer.metrics import COUNTS, count
+from archer.models.policy import Generation, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs
 from archer.rollout.collector import ActingRule, Chunk, plan_chunks, rollout_chunk, rollout_stats
 from archer.types import Trajectory
@@ -104,6 +105,18 @@ class RolloutWorker:
     def rollout(self, chunk: Chunk) -> list[Trajectory]:
         return rollout_chunk(self.policy, self.envs, chunk, self.cfg.generation, self.version,
                              chooser=self.chooser)
+
+    def sample(self, observations: list[str], seeds: list[int], version: int,
+               ) -> tuple[Generation, int]:
+        """One fresh utterance per observation from its own seed, with the weights of
+        `version` (a worker holding others refuses); and the tokens it generated."""
+        if version != self.version:
+            raise ValueError(f"asked for samples of policy version {version}, this worker "
+                             f"holds version {self.version}")
+        before = COUNTS["generated_tokens"]
+        gen = self.policy.generate(observations, Sampling.from_config(self.cfg.generation),
+                                   seeds=seeds, chunk_size=self.cfg.generation.batch_size)
+        return gen, COUNTS["generated_tokens"] - before
 
     def ping(self) -> int:
         """The version of the weights this worker acts with."""
@@ -231,6 +244,33 @@ class RayCollector:
         trajectories = [t for i in range(len(chunks)) for t in results[i]]
         self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, self.restarts)
         return trajectories
+
+    def sample(self, observations: Sequence[str], seeds: Sequence[int], version: int,
+               ) -> Generation:
+        """Fresh utterances for `observations` (row i from `seeds[i]`) with the pushed weights
+        of `version`, in one request split evenly over the workers; a part whose worker dies
+        is sampled again on its replacement. The tokens count as this process's."""
+        if version != self.version:
+            raise ValueError(f"fresh samples of policy version {version} asked of workers "
+                             f"holding version {self.version}")
+        obs, row_seeds = list(observations), [int(x) for x in seeds]
+        n, k = len(obs), len(self._workers)
+        parts = [range(n * i // k, n * (i + 1) // k) for i in range(k)]
+        results: dict[int, Generation] = {}
+        while len(results) < k:
+            refs = {i: self._workers[i].sample.remote([obs[j] for j in parts[i]],
+                                                      [row_seeds[j] for j in parts[i]], version)
+                    for i in range(k) if i not in results}
+            for i, ref in refs.items():
+                try:
+                    results[i], tokens = ray.get(ref)
+                except WORKER_DEATH as err:
+                    self._replace(i, err)  # the replacement gets the same weights
+                else:
+                    count("generated_tokens", tokens)
+        return Generation(texts=[t for i in range(k) for t in results[i].texts],
+                          action_ids=[a for i in range(k) for a in results[i].action_ids],
+                          logprobs=[lp for i in range(k) for lp in results[i].logprobs])
 
     def ping(self) -> list[int]:
         """The weights version each worker acts with (raises if one is dead)."""

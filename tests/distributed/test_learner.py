@@ -187,3 +187,22 @@ def test_a_rank_killed_mid_run_restarts_the_group_from_the_checkpoint(tmp_path, 
     keys = [k for k in straight["history"][-1] if k.startswith(("critic/", "actor/", "eval/"))]
     assert keys and {k: restarted["history"][-1][k] for k in keys} == {
         k: straight["history"][-1][k] for k in keys}
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_fresh_samples_on_the_rollout_workers_equal_the_learners(tmp_path, coin_sft):  # noqa: F811
+    """archer.fresh_samples=rollout sends the critic phase's fresh utterances to the two Ray
+    rollout workers in one request: each row has its own seed and the workers hold the same
+    weights, so the critic trains on the same targets as with the learner's own samples."""
+    def workers_run(out, where):
+        over = [*base_overrides(out, coin_sft), "rollout.num_workers=2",
+                "rollout.envs_per_worker=8", "train.iterations=3", "archer.warmup_iters=1",
+                "archer.critic.updates_per_iter=3", "archer.actor.updates_per_iter=1",
+                f"archer.fresh_samples={where}", "eval.episodes=16"]
+        return loop.run(load_config(overrides=over), **QUIET)
+
+    learner, rollout = workers_run(tmp_path / "l", "learner"), workers_run(tmp_path / "r", "rollout")
+    assert_same_curves(curves(learner), curves(rollout))
+    assert learner["history"][-1]["progress/policy_tokens"] == (
+        rollout["history"][-1]["progress/policy_tokens"])  # the workers' tokens are counted
