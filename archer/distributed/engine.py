@@ -372,9 +372,10 @@ def _write_meta(directory: Path, engine: Any, extra: dict[str, Any]) -> None:
 
 
 # -------------------------------------------------------------------- process group
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now ("" : on every interface, for other nodes to reach)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -397,7 +398,7 @@ def ensure_process_group(backend: str) -> None:
     if "MASTER_PORT" in os.environ:
         dist.init_process_group(backend=backend, init_method="env://")
     else:
-        dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
+        dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{free_port()}",
                                 rank=int(os.environ["RANK"]),
                                 world_size=int(os.environ["WORLD_SIZE"]))
 

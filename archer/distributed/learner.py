@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,6 @@ class PlacementError(DistributedError):
     """The cluster cannot hold the learner group's bundles."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
-
-
 @ray.remote
 class LearnerRank:
     """One rank: a process-group member that builds and trains the algorithm."""
@@ -64,7 +57,9 @@ class LearnerRank:
 
     def address(self) -> tuple[str, int]:
         """This node's address and a free port on it (asked of rank 0)."""
-        return ray.util.get_node_ip_address(), _free_port()
+        from archer.distributed.engine import free_port
+
+        return ray.util.get_node_ip_address(), free_port("")
 
     def setup(self, cfg: Config, run: RunContext, master: tuple[str, int], backend: str,
               timeout_s: float) -> dict[str, Any]:
