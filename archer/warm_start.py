@@ -27,11 +27,13 @@ def digest(*parts: object) -> str:
 
 def bc_config(cfg: Config, data: str | Path, out: str | Path) -> Config:
     """`cfg` turned into the BC run of a dataset: algo=bc, `bc.epochs` iterations, no
-    periodic evaluation, one checkpoint at the end, in `out`."""
+    periodic evaluation, one checkpoint at the end, in `out`, learning in this process (a
+    learner group is for the run that follows)."""
     train = TrainConfig(iterations=cfg.bc.epochs, eval_every=0, save_every=0,
                         tensorboard=False, max_nonfinite=cfg.train.max_nonfinite)
     return dataclasses.replace(cfg, algo="bc", output_dir=str(out), train=train,
-                               data=dataclasses.replace(cfg.data, path=str(data)))
+                               data=dataclasses.replace(cfg.data, path=str(data)),
+                               cluster=dataclasses.replace(cfg.cluster, learner_ranks=0))
 
 
 def train_bc(cfg: Config, data: str | Path, out: str | Path, progress: bool = True,

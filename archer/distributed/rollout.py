@@ -30,7 +30,7 @@ import torch
 from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
 from archer.config import Config
-from archer.metrics import COUNTS, count
+from archer.metrics import count
 from archer.models.policy import Generation, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs
 from archer.rollout.collector import ActingRule, Chunk, plan_chunks, rollout_chunk, rollout_stats
@@ -113,10 +113,13 @@ class RolloutWorker:
         if version != self.version:
             raise ValueError(f"asked for samples of policy version {version}, this worker "
                              f"holds version {self.version}")
-        before = COUNTS["generated_tokens"]
+        from archer import metrics  # this process's counters (Ray may pickle this class by
+        # value, with a copy of the module's globals)
+
+        before = metrics.COUNTS["generated_tokens"]
         gen = self.policy.generate(observations, Sampling.from_config(self.cfg.generation),
                                    seeds=seeds, chunk_size=self.cfg.generation.batch_size)
-        return gen, COUNTS["generated_tokens"] - before
+        return gen, metrics.COUNTS["generated_tokens"] - before
 
     def ping(self) -> int:
         """The version of the weights this worker acts with."""
