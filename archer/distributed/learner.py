@@ -240,11 +240,33 @@ class LearnerGroup:
                 results[index[done[0]]] = ray.get(done[0])
             except (RayActorError, GetTimeoutError) as err:
                 self.close()
-                raise LearnerGroupError(
-                    f"learner rank {index[done[0]]} died during {what} ({type(err).__name__}); "
-                    "the group was stopped: resume from the last checkpoint "
-                    "(train.resume=true)") from None
+                raise self._died(index[done[0]], what, err) from None
             except Exception:
+                # A collective that failed in one rank is most often another rank's death
+                # (gloo reports a closed connection first): name the death when there is one.
+                dead = self._first_death(pending, index)
                 self.close()
+                if dead is not None:
+                    raise self._died(*dead, what) from None
                 raise
         return [results[i] for i in range(len(futures))]
+
+    @staticmethod
+    def _first_death(pending: list[Any], index: dict[Any, int], wait_s: float = 5.0,
+                     ) -> tuple[int, BaseException] | None:
+        """(rank, error) of a pending call whose rank died within `wait_s`, else None."""
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=wait_s)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except (RayActorError, GetTimeoutError) as err:
+                return index[ref], err
+            except Exception:  # another rank's own error: keep looking
+                continue
+        return None
+
+    @staticmethod
+    def _died(rank: int, what: str, err: BaseException) -> LearnerGroupError:
+        return LearnerGroupError(
+            f"learner rank {rank} died during {what} ({type(err).__name__}); the group was "
+            "stopped: resume from the last checkpoint (train.resume=true)")
