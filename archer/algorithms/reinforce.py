@@ -34,6 +34,7 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import weighted_logp_loss
+from archer.algorithms.parallel import is_writer
 from archer.algorithms.updates import policy_step, turn_rows
 from archer.config import ReinforceConfig
 from archer.errors import CheckpointError
@@ -161,9 +162,10 @@ class Reinforce:
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
-        (directory / "reinforce_state.json").write_text(json.dumps(
-            {"baseline": self.baseline, "version": self.version}))
-        torch.save(self.rng.get_state(), directory / "reinforce_rng.pt")
+        if is_writer():  # learner ranks hold the same counters and RNG
+            (directory / "reinforce_state.json").write_text(json.dumps(
+                {"baseline": self.baseline, "version": self.version}))
+            torch.save(self.rng.get_state(), directory / "reinforce_rng.pt")
 
     def load(self, directory: Path) -> None:
         try:

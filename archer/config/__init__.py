@@ -190,6 +190,9 @@ class Config:
         if not self.deepspeed.enabled:
             errors.append(("deepspeed.enabled", "a learner group needs the DeepSpeed engine "
                            "(its gradients are all-reduced across ranks)"))
+        if self.algo == "reinforce" and self.reinforce.micro_batches % n:
+            errors.append(("cluster.learner_ranks", f"must divide reinforce.micro_batches (the "
+                           f"micro-batches of one step, {self.reinforce.micro_batches}), got {n}"))
         if self.algo == "archer":
             a = self.archer
             micro = self.deepspeed.micro_batch_size

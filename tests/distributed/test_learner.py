@@ -85,6 +85,26 @@ def test_two_ranks_take_the_same_steps_as_one(tmp_path, coin_sft, zero):  # noqa
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_two_ranks_of_reinforce_take_the_same_steps_as_one(tmp_path, coin_sft):  # noqa: F811
+    """Trajectory-level REINFORCE (GRPO-style group baseline) splits its steps the same way."""
+    extra = ("algo=reinforce", "rollout.group_size=4", "reinforce.baseline=group",
+             "reinforce.micro_batches=2", "reinforce.minibatches=2")
+    one, two = run(tmp_path / "one", coin_sft, 1, *extra), run(tmp_path / "two", coin_sft, 2, *extra)
+    keys = ("reinforce/loss", "reinforce/grad_norm", "reinforce/advantage_mean",
+            "rollout/return_mean")
+    a = [{k: h[k] for k in keys if k in h} for h in one["history"]]
+    b = [{k: h[k] for k in keys if k in h} for h in two["history"]]
+    assert [set(x) for x in a] == [set(x) for x in b] and "reinforce/loss" in a[-1]
+    for x, y in zip(a, b, strict=True):
+        for k in x:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), k
+    wa, wb = weights(one), weights(two)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
 _START = {}
 
 
@@ -147,6 +167,8 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
 
 @pytest.mark.parametrize("extra, match", [
     (["algo=ppo"], "a learner group runs"),
+    (["algo=reinforce", "rollout.group_size=4", "reinforce.micro_batches=3"],
+     "must divide reinforce.micro_batches"),
     (["deepspeed.enabled=false"], "deepspeed.enabled"),
     (["archer.critic.micro_batch_size=16"], "micro-batches of one critic step"),
     (["cluster.learner_ranks=4"], "micro-batches of one actor step"),
