@@ -48,18 +48,24 @@ def my_share(parts: Sequence[T], what: str = "micro-batches") -> list[T]:
     return list(parts[rank * per:(rank + 1) * per])
 
 
-def split_rows(n: int) -> range:
-    """The rows of `n` that this rank handles: W contiguous parts whose sizes differ by at
-    most one (rows need not split evenly, unlike micro-batches)."""
+def even_parts(n: int, count: int) -> list[list[int]]:
+    """0..n-1 in `count` consecutive parts whose sizes differ by at most one."""
+    bounds = [n * k // count for k in range(count + 1)]
+    return [list(range(bounds[k], bounds[k + 1])) for k in range(count)]
+
+
+def split_rows(n: int) -> list[int]:
+    """The rows of `n` that this rank handles: its part of `even_parts(n, W)` (rows need not
+    split evenly, unlike micro-batches)."""
     rank, size = world()
-    return range(n * rank // size, n * (rank + 1) // size)
+    return even_parts(n, size)[rank]
 
 
 def gather(local: list[T]) -> list[T]:
     """Every rank's `local` list, concatenated in rank order, on every rank."""
     import torch.distributed as dist
 
-    rank, size = world()
+    size = world()[1]
     if size == 1:
         return list(local)
     out: list[Any] = [None] * size
@@ -104,7 +110,7 @@ def sum_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     offset = 0
     for p, g in zip(params, grads, strict=True):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset:offset + n].view_as(p)
         offset += n
 
 

@@ -41,7 +41,8 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import clipped_value_loss, ppo_clip_loss
-from archer.algorithms.updates import _parts, module_step, policy_step, turn_rows
+from archer.algorithms.parallel import even_parts
+from archer.algorithms.updates import module_step, policy_step, turn_rows
 from archer.config import TokenPPOConfig
 from archer.errors import CheckpointError
 from archer.metrics import mean_metrics
@@ -176,7 +177,7 @@ class TokenPPO:
     def _values(self, rows: TokenBatch) -> torch.Tensor:
         """V_old [B, T] of all rows, in micro-batches."""
         out = torch.zeros(rows.input_ids.shape, dtype=torch.float32)
-        for idx in _parts(len(rows), min(len(rows), self.s.micro_batches)):
+        for idx in even_parts(len(rows), min(len(rows), self.s.micro_batches)):
             sub = rows.select(idx)
             out[idx, out.shape[1] - sub.input_ids.shape[1]:] = self._predict(sub).cpu()
         return out
@@ -267,7 +268,7 @@ class TokenPPO:
                         sub = step.select(part)
                         return value_loss(value(sub), sub, part)
 
-                    parts = _parts(len(step), min(len(step), self.s.micro_batches))
+                    parts = even_parts(len(step), min(len(step), self.s.micro_batches))
                     m.update(module_step(value, self.value_opt, parts, separate_loss,
                                          grad_clip=self.s.grad_clip, prefix="value"))
                 history.append(m)

@@ -43,7 +43,7 @@ def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: S
     several learner ranks each samples its share of the rows (each row from its own seed, so
     the split does not change them) and all ranks get every row back, in order."""
     obs = list(observations)
-    rank, size = parallel.world()
+    size = parallel.world()[1]
     if size > 1 and seeds is None:
         raise ValueError("fresh samples split over learner ranks need a seed per row")
     mine = parallel.split_rows(len(obs))
@@ -90,12 +90,6 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
-def _parts(n: int, count: int) -> list[list[int]]:
-    """0..n-1 in `count` consecutive parts whose sizes differ by at most one."""
-    bounds = [n * k // count for k in range(count + 1)]
-    return [list(range(bounds[k], bounds[k + 1])) for k in range(count)]
-
-
 def policy_step(
     engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss | None, *,
     micro_batch_size: int | None, temperature: float = 1.0,
@@ -126,7 +120,7 @@ def policy_step(
         raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches"
                          f"{on_ranks}")
     split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
-             else _parts(len(rows), total))
+             else parallel.even_parts(len(rows), total))
     parts = [[by_length[i] for i in part] for part in split]
     if len(parts) != total:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "

@@ -79,6 +79,9 @@ class LearnerRank:
         if acting.chooser is not None:
             raise ValueError(f"algo={cfg.algo} acts through a chooser, which a learner group "
                              "does not push to the driver yet")
+        if acting.buckets is None:
+            raise ValueError(f"algo={cfg.algo} does not act through an actor engine "
+                             "(engine_acting), whose weights a learner group exports")
         return {"data": self.algo.data, "version": acting.version}
 
     def learn(self, new: list[Trajectory], iteration: int) -> dict[str, Any]:
@@ -93,20 +96,11 @@ class LearnerRank:
         """The acting weights as object-store refs of buckets of at most `bucket_bytes`
         (rank 0's; the other ranks only join the per-bucket gathers ZeRO-3 needs), so neither
         this rank nor the driver ever holds a second whole copy."""
-        from archer.models.policy import TRAINING_HEADS
+        from archer.models.policy import head_prefixes
 
         acting = self.algo.acting()
-        skip = tuple(f"{h}." for h in getattr(acting.policy.model, TRAINING_HEADS, ()))
-        if acting.buckets is not None:
-            buckets = acting.buckets(bucket_bytes, skip)
-        else:
-            from archer.models.policy import acting_state_dict
-
-            with acting.gathered():
-                buckets = iter([{k: v.detach().to("cpu", copy=True) for k, v in
-                                 acting_state_dict(acting.policy.model).items()}])
         refs = []
-        for bucket in buckets:
+        for bucket in acting.buckets(bucket_bytes, head_prefixes(acting.policy.model)):
             if self.rank == 0:
                 refs.append(ray.put(bucket))
             del bucket

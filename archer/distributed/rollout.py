@@ -29,6 +29,7 @@ import ray
 import torch
 from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
+from archer.algorithms.parallel import even_parts
 from archer.config import Config
 from archer.metrics import count
 from archer.models.policy import Generation, Policy, Sampling
@@ -257,8 +258,8 @@ class RayCollector:
             raise ValueError(f"fresh samples of policy version {version} asked of workers "
                              f"holding version {self.version}")
         obs, row_seeds = list(observations), [int(x) for x in seeds]
-        n, k = len(obs), len(self._workers)
-        parts = [range(n * i // k, n * (i + 1) // k) for i in range(k)]
+        k = len(self._workers)
+        parts = even_parts(len(obs), k)
         results: dict[int, Generation] = {}
         while len(results) < k:
             refs = {i: self._workers[i].sample.remote([obs[j] for j in parts[i]],

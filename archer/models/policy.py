@@ -166,10 +166,15 @@ def attach_head(model: PreTrainedModel, name: str, head: torch.nn.Module) -> Non
     model._keys_to_ignore_on_save = ignored | {f"{name}.{k}" for k in head.state_dict()}
 
 
+def head_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """Name prefixes of the heads `attach_head` added to `model` (not part of acting)."""
+    return tuple(f"{name}." for name in getattr(model, TRAINING_HEADS, ()))
+
+
 def acting_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """`model.state_dict()` without the heads `attach_head` added: the weights a copy of the
     policy elsewhere (a rollout worker) loads."""
-    heads = tuple(f"{name}." for name in getattr(model, TRAINING_HEADS, ()))
+    heads = head_prefixes(model)
     return {k: v for k, v in model.state_dict().items() if not k.startswith(heads)}
 
 
