@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from archer.errors import CheckpointError
+from archer.faults import crash_point
 
 COMPLETE = "COMPLETE"
 
@@ -26,10 +27,12 @@ def save(directory: Path, write: Callable[[Path], None], meta: dict[str, Any]) -
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)
+    crash_point("checkpoint_write")
     (tmp / COMPLETE).write_text(json.dumps(meta))
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         os.replace(directory, old)
+        crash_point("checkpoint_swap")
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
     return directory

@@ -46,6 +46,7 @@ from archer.algorithms.updates import critic_step, draw_seeds, policy_step, samp
 from archer.buffer.store import EpisodeStore
 from archer.config import ArcherConfig
 from archer.errors import CheckpointError
+from archer.faults import crash_point
 from archer.metrics import mean_metrics, timed
 from archer.models.critic import DoubleCritic, build_critic, make_target, polyak_update
 from archer.models.policy import Policy, Sampling, TokenBatch
@@ -256,6 +257,7 @@ class ArCHer:
                 fresh[k * c.batch_size : (k + 1) * c.batch_size], gamma=c.gamma,
                 grad_clip=c.grad_clip, min_q_for_v=c.min_q_for_v,
                 micro_batch_size=c.micro_batch_size, loss_fn=critic_loss)
+            crash_point("critic_step")
             polyak_update(self.target, self.critic, c.tau)
             history.append(m)
         return mean_metrics(history)
@@ -306,6 +308,7 @@ class ArCHer:
                     micro_batch_size=self.micro_batch_size,
                     temperature=self.sampling.temperature or 1.0, ref=self.ref,
                     kl_coef=self.kl_coef))
+                crash_point("actor_step")
         return out
 
     def _loss(self, step_rows: TokenBatch, adv: torch.Tensor):

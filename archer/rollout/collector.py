@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from archer.config import Config, GenerationConfig
+from archer.faults import crash_point
 from archer.models.policy import Generation, Guide, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs, TurnContext, run_episodes
 from archer.types import Trajectory
@@ -219,6 +220,7 @@ class InProcessCollector:
             trajectories += rollout_chunk(
                 self.policy, self.envs, chunk, self.cfg.generation, self.version,
                 chooser=self.chooser)
+            crash_point("collect")
         self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, 0)
         return trajectories
 
