@@ -31,6 +31,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
 
 from archer.algorithms.parallel import even_parts
 from archer.config import Config
+from archer.faults import crash_point
 from archer.metrics import count
 from archer.models.policy import Generation, Policy, Sampling
 from archer.rollout.batched import BatchedTextEnvs
@@ -244,6 +245,7 @@ class RayCollector:
             else:
                 _check_chunk(chunks[chunk], played)
                 results[chunk] = played
+                crash_point("collect")
             idle.append(worker)
         trajectories = [t for i in range(len(chunks)) for t in results[i]]
         self.last_stats = rollout_stats(trajectories, time.perf_counter() - start, self.restarts)
