@@ -82,7 +82,8 @@ class LearnerRank:
         if acting.buckets is None:
             raise ValueError(f"algo={cfg.algo} does not act through an actor engine "
                              "(engine_acting), whose weights a learner group exports")
-        return {"data": self.algo.data, "version": acting.version}
+        return {"data": self.algo.data, "version": acting.version,
+                "node": ray.get_runtime_context().get_node_id()}
 
     def learn(self, new: list[Trajectory], iteration: int) -> dict[str, Any]:
         from archer.metrics import COUNTS
@@ -154,12 +155,14 @@ class LearnerGroup:
         try:
             master = self._get([self.ranks[0].address.remote()], "address")[0]
             info = self._get([r.setup.remote(cfg, run, master, _resolve_backend(
-                cfg.deepspeed, cfg.device), self.timeout_s) for r in self.ranks], "setup")[0]
+                cfg.deepspeed, cfg.device), self.timeout_s) for r in self.ranks], "setup")
         except BaseException:
             self.close()
             raise
-        self.data = info["data"]
-        self.version = info["version"]
+        self.data = info[0]["data"]
+        self.version = info[0]["version"]
+        self.nodes = [i["node"] for i in info]
+        """The Ray node id each rank runs on, by rank."""
         self.policy = Policy.from_pretrained(run.init_policy, cfg.device,
                                              cfg.model.max_context_tokens,
                                              reserve=cfg.generation.max_new_tokens)
@@ -175,7 +178,8 @@ class LearnerGroup:
         COUNTS["generated_tokens"] += sum(o["counts"]["generated_tokens"] for o in out)
         if out[0]["version"] != self.version:
             self._pull(out[0]["version"])
-        return {**out[0]["metrics"], "learner/ranks": float(self.world)}
+        return {**out[0]["metrics"], "learner/ranks": float(self.world),
+                "learner/nodes": float(len(set(self.nodes)))}
 
     def acting(self) -> Acting:
         return Acting(policy=self.policy, version=self.version)
