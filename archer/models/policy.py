@@ -335,6 +335,11 @@ class Policy:
             )
             for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
+        return self._finish(action_ids, logprobs, sampling)
+
+    def _finish(self, action_ids: list[list[int]], logprobs: list[list[float]],
+                sampling: Sampling) -> Generation:
+        """The sampled ids as a Generation: counted, and decoded without their stop token."""
         out = Generation([], action_ids, logprobs)
         count("generated_tokens", sum(len(r) for r in action_ids))
         stops = set(self._stop_ids(sampling).tolist())
