@@ -147,6 +147,14 @@ class Config:
             errors.append(("rollout.num_gpus_per_worker", "must be > 0 with device=cuda and Ray "
                            "rollout workers (e.g. 0.5 puts two workers on one GPU), or set "
                            "rollout.num_workers=0"))
+        if self.rollout.backend == "vllm":
+            if self.generation.top_p != 1.0:
+                errors.append(("generation.top_p", "must be 1 with rollout.backend=vllm (its "
+                               "log-probs are renormalised over the nucleus, the learner's are "
+                               f"not), got {self.generation.top_p}"))
+            if not self.device.startswith("cuda"):
+                errors.append(("rollout.backend", "vllm needs device=cuda and "
+                               "rollout.num_gpus_per_worker > 0 (vllm_fake is its CPU double)"))
         if self.algo == "archer":
             errors += self._check_archer()
         if self.cluster.learner_ranks >= 1:

@@ -199,6 +199,12 @@ class RolloutConfig:
     num_gpus_per_worker: float = 0.0
     """GPUs Ray reserves for each rollout worker; with device=cuda and workers it must be > 0
     (a fraction shares one GPU between workers)."""
+    backend: str = "hf"
+    """How a rollout worker generates: hf (the Hugging Face model and archer's sampling loop),
+    vllm (a vLLM engine per worker: pip install 'archer[vllm]', CUDA, generation.top_p=1) or
+    vllm_fake (the vllm backend's interface over HF on CPU: a test double)."""
+    vllm_gpu_memory_utilization: float = 0.5
+    """Share of its GPU a worker's vLLM engine may take (weights and KV cache)."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = _choice("split", self.split, ("train", "eval", "all"))
@@ -217,6 +223,13 @@ class RolloutConfig:
         for key in ("num_cpus_per_worker", "num_gpus_per_worker"):
             if getattr(self, key) < 0:
                 errors.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        errors += _choice("backend", self.backend, ("hf", "vllm", "vllm_fake"))
+        if self.backend != "hf" and self.num_workers < 1:
+            errors.append(("backend", f"{self.backend} runs in Ray rollout workers: set "
+                                      "rollout.num_workers >= 1"))
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            errors.append(("vllm_gpu_memory_utilization",
+                           f"must be in (0, 1], got {self.vllm_gpu_memory_utilization}"))
         return errors
 
 

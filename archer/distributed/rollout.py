@@ -87,19 +87,41 @@ class RolloutWorker:
     def __init__(self, cfg: Config, policy_dir: str, num_threads: int = 1):
         torch.set_num_threads(num_threads)
         self.cfg = cfg
-        self.policy = Policy.from_pretrained(
-            policy_dir,
-            device=cfg.device,
-            max_context_tokens=cfg.model.max_context_tokens,
-            reserve=cfg.generation.max_new_tokens,
-        )
+        if cfg.rollout.backend == "hf":
+            self.policy = Policy.from_pretrained(
+                policy_dir,
+                device=cfg.device,
+                max_context_tokens=cfg.model.max_context_tokens,
+                reserve=cfg.generation.max_new_tokens,
+            )
+        else:  # the weights live in the engine; the policy keeps tokens and prompts
+            from archer.rollout.vllm_backend import open_engine
+
+            self.policy = Policy.for_engine(policy_dir, open_engine(cfg, policy_dir),
+                                            cfg.model.max_context_tokens,
+                                            cfg.generation.max_new_tokens)
         self.envs = BatchedTextEnvs(cfg.env.id, cfg.rollout.envs_per_worker, cfg.env.kwargs)
         self.version = 0
         self.chooser: ActingRule | None = None
 
     def set_weights(self, state_dict: Mapping[str, torch.Tensor], version: int) -> None:
-        self.policy.model.load_state_dict(state_dict)
+        engine = self.policy.token_engine
+        if engine is None:
+            self.policy.model.load_state_dict(state_dict)
+        else:  # through the engine's own weight-transfer path, a bucket at a time
+            from archer.rollout.vllm_backend import state_buckets
+
+            engine.update_weights(
+                state_buckets(state_dict, int(self.cfg.cluster.weight_bucket_mb * 2**20)),
+                version)
         self.version = version
+
+    def engine_stats(self) -> dict[str, int]:
+        """The token engine's weight pushes and buckets so far ({} under rollout.backend=hf)."""
+        engine = self.policy.token_engine
+        return {} if engine is None else {"version": engine.version,
+                                          "pushes": getattr(engine, "pushes", -1),
+                                          "buckets": getattr(engine, "buckets_received", -1)}
 
     def set_chooser(self, chooser: ActingRule | None) -> None:
         self.chooser = chooser

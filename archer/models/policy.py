@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from archer.errors import PolicyLoadError
 from archer.metrics import count
@@ -42,6 +42,27 @@ class Guide(Protocol):
     def adjust(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """hidden [B, H] (the LM head's input), logits [B, V] -> the logits to sample from,
         [B, V] (-inf for a token that must not be sampled)."""
+        ...
+
+
+class TokenEngine(Protocol):
+    """A generation backend a `Policy` can sample through instead of its own loop (a rollout
+    worker's vLLM engine): prompt ids in, sampled ids and their log-probs out, one seed per
+    row; weights in, by buckets, under a version."""
+
+    version: int
+    """The version of the weights it samples with."""
+
+    def generate(self, prompts: list[list[int]], sampling: Sampling, seeds: list[int],
+                 stop_ids: list[int]) -> tuple[list[list[int]], list[list[float]]]:
+        """For each prompt: the sampled ids, ending with the stop id that ended it (one of
+        `stop_ids`) unless `sampling.max_new_tokens` cut it, and log pi_T of each id
+        (temperature applied; greedy: T = 1), as `Policy.generate` defines them."""
+        ...
+
+    def update_weights(self, buckets: Any, version: int) -> None:
+        """Load every parameter from `buckets` (an iterable of {name: tensor} dicts that
+        together hold the whole acting state dict) and sample with `version` from now on."""
         ...
 
 
@@ -207,6 +228,9 @@ class Policy:
                 "(the context, max_context_tokens, must hold a prompt besides the utterance)"
             )
         self.reserve = reserve
+        self.token_engine: TokenEngine | None = None
+        """A generation backend that replaces the model's own sampling loop in `generate`
+        (`archer.rollout.vllm_backend`); prompts, stops and decoding stay this class's."""
         vocab = tokenizer.get_vocab()
         self._newline_ids = torch.tensor(
             [i for t, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([t])],
@@ -231,6 +255,22 @@ class Policy:
         return cls(
             model, tokenizer, device=device, max_context_tokens=max_context_tokens, reserve=reserve
         )
+
+    @classmethod
+    def for_engine(cls, path: str | Path, engine: TokenEngine, max_context_tokens: int = 512,
+                   reserve: int = 32) -> Policy:
+        """The tokenizer at `path` and a weightless skeleton of its model (on the meta
+        device: no memory), generating through `engine`, which holds the weights."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise PolicyLoadError(f"no Hugging Face checkpoint at {path}")
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path)))
+        policy = cls(model, tokenizer, device="meta", max_context_tokens=max_context_tokens,
+                     reserve=reserve)
+        policy.token_engine = engine
+        return policy
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -316,8 +356,11 @@ class Policy:
             raise ValueError(f"got {len(seeds)} seeds for {len(observations)} observations")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
-        self.model.eval()
         prompts = [self.prompt_ids(o) for o in observations]
+        if self.token_engine is not None:
+            action_ids, logprobs = self._engine_generate(prompts, sampling, seeds, guide)
+            return self._finish(action_ids, logprobs, sampling)
+        self.model.eval()
         # Chunks of similar prompt lengths: a chunk is left-padded to its longest prompt, so
         # random chunks of a buffer's states (lengths 10 to 200+) mostly compute padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -336,6 +379,25 @@ class Policy:
             for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
         return self._finish(action_ids, logprobs, sampling)
+
+    def _engine_generate(self, prompts: list[list[int]], sampling: Sampling,
+                         seeds: list[int] | None, guide: Guide | None,
+                         ) -> tuple[list[list[int]], list[list[float]]]:
+        """Sampled ids (stop token included) and their log-probs from the token engine."""
+        assert self.token_engine is not None
+        if guide is not None:
+            raise ValueError("a value guide (ILQL's decoding) steers every step of the Hugging "
+                             "Face sampling loop; a token engine (rollout.backend) cannot apply "
+                             "it: use rollout.backend=hf")
+        if seeds is None:
+            raise ValueError("a token engine samples each row from its own seed: pass seeds")
+        ids, lps = self.token_engine.generate(prompts, sampling, [int(s) for s in seeds],
+                                              self._stop_ids(sampling).tolist())
+        if len(ids) != len(prompts) or len(lps) != len(prompts) or any(
+                len(i) != len(lp) for i, lp in zip(ids, lps, strict=True)):
+            raise RuntimeError("the token engine returned a row count or a log-prob count that "
+                               "does not match its ids")
+        return ids, lps
 
     def _finish(self, action_ids: list[list[int]], logprobs: list[list[float]],
                 sampling: Sampling) -> Generation:

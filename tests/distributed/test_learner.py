@@ -230,3 +230,24 @@ def test_fresh_samples_on_the_rollout_workers_equal_the_learners(tmp_path, coin_
     assert_same_curves(curves(learner), curves(rollout))
     assert learner["history"][-1]["progress/policy_tokens"] == (
         rollout["history"][-1]["progress/policy_tokens"])  # the workers' tokens are counted
+
+
+@pytest.mark.distributed
+def test_archer_trains_the_same_through_the_token_engine_backend(tmp_path, coin_sft):  # noqa: F811
+    """rollout.backend=vllm_fake (the vllm backend's interface, HF underneath): the workers
+    take every push as buckets and sample rollouts and the critic's fresh utterances through
+    the engine; ArCHer's curves equal the HF workers', and the learner's rescoring of the
+    engine's ids matches their log-probs."""
+    def workers_run(out, backend):
+        over = [*base_overrides(out, coin_sft), "rollout.num_workers=2",
+                "rollout.envs_per_worker=8", "train.iterations=3", "archer.warmup_iters=1",
+                "archer.critic.updates_per_iter=3", "archer.actor.updates_per_iter=1",
+                "archer.fresh_samples=rollout", f"rollout.backend={backend}",
+                "cluster.weight_bucket_mb=0.05", "eval.episodes=16"]
+        return loop.run(load_config(overrides=over), **QUIET)
+
+    hf, engine = workers_run(tmp_path / "hf", "hf"), workers_run(tmp_path / "e", "vllm_fake")
+    assert_same_curves(curves(hf), curves(engine))
+    gaps = [h["rollout/logp_mismatch_max"] for h in engine["history"]
+            if "rollout/logp_mismatch_max" in h]
+    assert len(gaps) == 3 and max(gaps) < 1e-4  # after every push, the same distribution

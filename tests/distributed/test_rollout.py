@@ -238,3 +238,41 @@ def test_workers_act_through_a_pushed_chooser_as_in_process(tmp_path, policy_dir
         assert_same_episodes(collector.collect(TASKS, SEEDS), reranked, exact_logprobs=False)
     finally:
         collector.close()
+
+
+def test_token_engine_workers_equal_hf_workers_through_bucketed_pushes(tmp_path, policy_dir,
+                                                                      tiny_policy):
+    """rollout.backend=vllm_fake: each worker samples through a token engine (the vllm
+    backend's interface) that takes its weights only as buckets (10 kB here, so a push is
+    many); its episodes and fresh samples equal the in-process HF policy's, before and after
+    a push."""
+    from archer.models.policy import Sampling
+    from archer.rollout.vllm_backend import state_buckets
+
+    cfg = cfg_for(tmp_path, "rollout.backend=vllm_fake", "rollout.num_workers=1",
+                  "cluster.weight_bucket_mb=0.01")
+    base = tiny_policy.model.state_dict()
+    collector = RayCollector(cfg, policy_dir, num_workers=1)
+    try:
+        collector.set_weights(base, 1)
+        assert_same_episodes(collector.collect(TASKS, SEEDS),
+                             in_process(cfg, policy_dir, base, 1), exact_logprobs=False)
+        new = perturbed(base)
+        collector.set_weights(new, 2)
+        second = collector.collect(TASKS, SEEDS)
+        assert_same_episodes(second, in_process(cfg, policy_dir, new, 2), exact_logprobs=False)
+        stats = ray.get(collector._workers[0].engine_stats.remote())
+        per_push = len(list(state_buckets(base, int(0.01 * 2**20))))
+        assert stats["version"] == 2 and stats["pushes"] == 2
+        assert per_push > 10 and stats["buckets"] == 2 * per_push
+        # the critic's fresh samples (archer.fresh_samples=rollout) go through the engine too
+        observations = [t.turns[0].observation for t in second]
+        gen = collector.sample(observations, list(range(len(observations))), 2)
+        policy = Policy.from_pretrained(policy_dir, max_context_tokens=256,
+                                        reserve=cfg.generation.max_new_tokens)
+        policy.model.load_state_dict(new)
+        own = policy.generate(observations, Sampling.from_config(cfg.generation),
+                              seeds=list(range(len(observations))))
+        assert gen.action_ids == own.action_ids and gen.texts == own.texts
+    finally:
+        collector.close()
