@@ -99,3 +99,22 @@ def test_credit_assignment_benchmark_runs():
     table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| method | start | after (mean)")
     assert [row.split("|")[1].strip() for row in table[1:]] == ["chai"]
+
+
+def test_iteration_benchmark_runs():
+    """benchmarks/iteration.py: one real loop iteration at tiny shapes, its phase table with
+    FLOPs counted by hooks and the projection to the reference schedule."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "iteration.py"), "--quick", "--episodes",
+         "4", "--critic-steps", "2", "--actor-steps", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")]
+            for r in out.stdout.splitlines() if r.startswith("| ") and "---" not in r}
+    assert set(rows) == {"phase", "collect", "critic", "actor", "iteration"}
+    for phase, scale in (("collect", 128 / 4), ("critic", 50 / 2), ("actor", 3 / 1)):
+        seconds, projected, gflop = (float(rows[phase][i]) for i in (1, 2, 3))
+        assert seconds > 0 and gflop > 0
+        assert projected == pytest.approx(seconds * scale, abs=1)  # scaled by its own unit
+    assert "peak memory" in out.stdout
