@@ -7,8 +7,8 @@ its own contiguous share of the micro-batches, and the ranks' gradients are summ
 take exactly the step one rank would. Fresh samples are split the same way, each row with its
 own seed, and gathered back in order.
 
-Without a process group, or in a group of one, every function here is a no-op: the in-process
-learner is unchanged. Only torch.distributed is used (gloo on CPU, nccl on GPUs).
+Without a process group, or in a group of one, every function here is a no-op (but
+`part_rng`, which a learner group of any size uses): the in-process learner is unchanged. Only torch.distributed is used (gloo on CPU, nccl on GPUs).
 """
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
+
+
+_in_group = False
+
+
+def join_group() -> None:
+    """Mark this process as a learner rank (`LearnerRank.setup`), even in a group of one, so
+    that dropout draws from the same per-part streams whatever the number of ranks."""
+    global _in_group
+    _in_group = True
 
 
 def world() -> tuple[int, int]:
@@ -116,10 +126,11 @@ def sum_gradients(params: Sequence[torch.nn.Parameter]) -> None:
 
 @contextlib.contextmanager
 def part_rng(step: int, part: int, device: torch.device | str | None = None) -> Iterator[None]:
-    """Under several ranks, the block draws from a stream fixed by (step, part) and leaves the
+    """In a learner group, the block draws from a stream fixed by (step, part) and leaves the
     global RNG as it found it: dropout in one rank's micro-batches cannot make the ranks' RNG
-    streams (and so their batches) drift apart. A no-op with one rank."""
-    if world()[1] == 1:
+    streams (and so their batches) drift apart, and W ranks draw the masks one rank of a group
+    draws. A no-op in the in-process learner (its numbers are unchanged)."""
+    if not _in_group and world()[1] == 1:
         yield
         return
     dev = torch.device(device) if device is not None else torch.device("cpu")

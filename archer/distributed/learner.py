@@ -73,6 +73,9 @@ class LearnerRank:
         dist.init_process_group(backend=backend, init_method="env://", rank=self.rank,
                                 world_size=self.world,
                                 timeout=datetime.timedelta(seconds=timeout_s))
+        from archer.algorithms import parallel
+
+        parallel.join_group()
         seed_everything(cfg.seed)
         self.algo = algorithms.build(cfg, run)
         acting = self.algo.acting()
