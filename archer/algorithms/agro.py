@@ -42,6 +42,7 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import weighted_logp_loss
+from archer.algorithms.parallel import is_writer
 from archer.algorithms.updates import policy_step, turn_rows
 from archer.buffer.store import EpisodeStore
 from archer.config import AgroConfig
@@ -202,6 +203,8 @@ class AGRO:
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)
+        if not is_writer():  # learner ranks hold the same store, counters and RNG
+            return
         self.store.save(directory / "store")
         (directory / "agro_state.json").write_text(json.dumps({"version": self.version}))
         torch.save(self.rng.get_state(), directory / "agro_rng.pt")

@@ -21,6 +21,7 @@ import torch
 from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy, start_policy
 from archer.algorithms.bc import Example, turn_examples
 from archer.algorithms.losses import nll_loss
+from archer.algorithms.parallel import is_writer
 from archer.algorithms.updates import policy_step
 from archer.buffer.store import EpisodeStore
 from archer.config import FilteredBCConfig
@@ -86,6 +87,8 @@ class FilteredBC:
 
     def save(self, directory: Path) -> None:
         save_policy(self.policy, self.engine, directory)
+        if not is_writer():  # learner ranks hold the same store, counters and RNG
+            return
         self.store.save(directory / "store")
         (directory / "filtered_bc_state.json").write_text(json.dumps(
             {"version": self.version, "rng": self.rng.getstate()}))

@@ -41,7 +41,7 @@ from archer.algorithms.api import (
     start_policy,
 )
 from archer.algorithms.losses import clipped_value_loss, ppo_clip_loss
-from archer.algorithms.parallel import even_parts
+from archer.algorithms.parallel import even_parts, is_writer
 from archer.algorithms.updates import module_step, policy_step, turn_rows
 from archer.config import TokenPPOConfig
 from archer.errors import CheckpointError
@@ -287,6 +287,8 @@ class TokenPPO:
         head and its optimizer state), the reference, the separate value model if any."""
         save_policy(self.policy, self.engine, directory)
         save_reference(self.ref, directory)  # the KL anchor: the run's starting policy
+        if not is_writer():  # learner ranks hold the same value model, counters and RNG
+            return
         state: dict[str, Any] = {"rng": self.rng.get_state()}
         if self.value is not None:
             assert self.value_opt is not None

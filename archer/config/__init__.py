@@ -198,9 +198,16 @@ class Config:
         if not self.deepspeed.enabled:
             errors.append(("deepspeed.enabled", "a learner group needs the DeepSpeed engine "
                            "(its gradients are all-reduced across ranks)"))
-        if self.algo == "reinforce" and self.reinforce.micro_batches % n:
-            errors.append(("cluster.learner_ranks", f"must divide reinforce.micro_batches (the "
-                           f"micro-batches of one step, {self.reinforce.micro_batches}), got {n}"))
+        if self.algo in ("reinforce", "ppo", "agro") and getattr(self, self.algo).micro_batches % n:
+            errors.append(("cluster.learner_ranks", f"must divide {self.algo}.micro_batches (the "
+                           f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
+                           f"), got {n}"))
+        if self.algo == "filtered_bc":
+            rows, micro = self.filtered_bc.batch_size, self.deepspeed.micro_batch_size
+            if rows % micro or (rows // micro) % n:
+                errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
+                               f"step (filtered_bc.batch_size / deepspeed.micro_batch_size = "
+                               f"{rows} / {micro}, whole), got {n}"))
         if self.algo == "archer":
             a = self.archer
             micro = self.deepspeed.micro_batch_size

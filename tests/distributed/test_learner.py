@@ -87,19 +87,30 @@ def test_two_ranks_take_the_same_steps_as_one(tmp_path, coin_sft, zero):  # noqa
 
 @pytest.mark.distributed
 @pytest.mark.usefixtures("ray_two_cpus")
-def test_two_ranks_of_reinforce_take_the_same_steps_as_one(tmp_path, coin_sft):  # noqa: F811
-    """Trajectory-level REINFORCE (GRPO-style group baseline) splits its steps the same way."""
-    extra = ("algo=reinforce", "rollout.group_size=4", "reinforce.baseline=group",
-             "reinforce.micro_batches=2", "reinforce.minibatches=2")
+@pytest.mark.parametrize("algo, extra", [
+    # trajectory-level REINFORCE with GRPO's group baseline
+    ("reinforce", ("rollout.group_size=4", "reinforce.baseline=group",
+                   "reinforce.micro_batches=2", "reinforce.minibatches=2")),
+    # token-level PPO with its separate value model (summed across ranks by module_step)
+    ("ppo", ("ppo.micro_batches=2", "ppo.minibatches=2", "ppo.epochs=2")),
+    ("filtered_bc", ("filtered_bc.batch_size=16", "filtered_bc.updates_per_iter=2")),
+    ("agro", ("rollout.group_size=4", "agro.micro_batches=2")),
+])
+def test_two_ranks_of_each_method_take_the_same_steps_as_one(tmp_path, coin_sft, algo,  # noqa: F811
+                                                             extra):
+    """Each data-parallel method splits its steps over the ranks: the same metrics and final
+    weights as one rank on the same global batch."""
+    extra = (f"algo={algo}", *extra)
     one, two = run(tmp_path / "one", coin_sft, 1, *extra), run(tmp_path / "two", coin_sft, 2, *extra)
-    keys = ("reinforce/loss", "reinforce/grad_norm", "reinforce/advantage_mean",
-            "rollout/return_mean")
-    a = [{k: h[k] for k in keys if k in h} for h in one["history"]]
-    b = [{k: h[k] for k in keys if k in h} for h in two["history"]]
-    assert [set(x) for x in a] == [set(x) for x in b] and "reinforce/loss" in a[-1]
+    prefixes = (f"{algo}/", "value/", "rollout/return_mean")
+    a = [{k: v for k, v in h.items() if k.startswith(prefixes)} for h in one["history"]]
+    b = [{k: v for k, v in h.items() if k.startswith(prefixes)} for h in two["history"]]
+    assert [set(x) for x in a] == [set(x) for x in b]
+    assert any(k.endswith("grad_norm") for k in a[-1])  # a step was taken and compared
     for x, y in zip(a, b, strict=True):
         for k in x:
             assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), k
+    assert two["history"][-1]["learner/ranks"] == 2.0
     wa, wb = weights(one), weights(two)
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
@@ -166,7 +177,9 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["algo=ppo"], "a learner group runs"),
+    (["algo=chai"], "a learner group runs"),
+    (["algo=ppo", "ppo.micro_batches=3"], "must divide ppo.micro_batches"),
+    (["algo=filtered_bc", "filtered_bc.batch_size=24"], "micro-batches of one step"),
     (["algo=reinforce", "rollout.group_size=4", "reinforce.micro_batches=3"],
      "must divide reinforce.micro_batches"),
     (["deepspeed.enabled=false"], "deepspeed.enabled"),
