@@ -314,6 +314,8 @@ def _prepare(cfg: Config, algo: Algorithm, info: Any, init: Path | None, ckpt: P
     collector = _open_collector(cfg, algo.acting(), init) if online and init else None
     if hasattr(collector, "sample") and hasattr(algo, "use_sampler"):
         algo.use_sampler(collector.sample)  # e.g. ArCHer's fresh samples on the workers
+    if hasattr(collector, "worker_handles") and hasattr(algo, "use_workers"):
+        algo.use_workers(collector.worker_handles)  # a learner group's ranks ask them
     return state, task_rng, train_tasks, collector
 
 

@@ -49,7 +49,7 @@ from archer.errors import CheckpointError
 from archer.faults import crash_point
 from archer.metrics import mean_metrics, timed
 from archer.models.critic import DoubleCritic, build_critic, make_target, polyak_update
-from archer.models.policy import Policy, Sampling, TokenBatch
+from archer.models.policy import Generation, Policy, Sampling, TokenBatch
 from archer.types import Trajectory
 
 if TYPE_CHECKING:
@@ -268,8 +268,12 @@ class ArCHer:
         seeds = draw_seeds(len(states))
         if self.sampler is not None:  # the workers hold this version's weights
             return self.sampler(states, seeds, self.version).texts
+        return self.sample_here(states, seeds).texts
+
+    def sample_here(self, states: list[str], seeds: list[int]) -> Generation:
+        """Fresh utterances from the learner's own weights, split over its ranks if several."""
         return sample(self.policy, self.engine, states, self.sampling, self.generation_batch,
-                      seeds=seeds).texts
+                      seeds=seeds)
 
     def _actor_phase(self) -> dict[str, float]:
         a = self.s.actor

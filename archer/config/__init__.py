@@ -228,9 +228,6 @@ class Config:
         if a.fresh_samples == "rollout" and self.rollout.num_workers == 0:
             errors.append(("archer.fresh_samples", "rollout samples on the Ray rollout "
                            "workers: set rollout.num_workers >= 1, or use learner"))
-        if a.fresh_samples == "rollout" and self.cluster.learner_ranks > 0:
-            errors.append(("archer.fresh_samples", "rollout is not wired to a learner group "
-                           "yet: use learner with cluster.learner_ranks >= 1"))
         for key, value in (("critic.batch_size", a.critic.batch_size),
                            ("actor.batch_size", a.actor.batch_size)):
             if value > self.buffer.capacity:

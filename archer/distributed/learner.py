@@ -88,9 +88,14 @@ class LearnerRank:
         return {"data": self.algo.data, "version": acting.version,
                 "node": ray.get_runtime_context().get_node_id()}
 
-    def learn(self, new: list[Trajectory], iteration: int) -> dict[str, Any]:
+    def learn(self, new: list[Trajectory], iteration: int,
+              workers: list[Any] | None = None) -> dict[str, Any]:
         from archer.metrics import COUNTS
 
+        if workers is not None:  # this iteration's rollout workers sample the fresh utterances
+            from archer.distributed.rollout import WorkerSampler
+
+            self.algo.use_sampler(WorkerSampler(workers, self.algo.sample_here))
         before = dict(COUNTS)
         metrics = self.algo.learn(new, iteration)
         counts = {k: COUNTS[k] - before[k] for k in COUNTS}
@@ -165,6 +170,7 @@ class LearnerGroup:
         self.data = info[0]["data"]
         self.version = info[0]["version"]
         self.nodes = [i["node"] for i in info]
+        self._workers: Any = None  # `use_workers`: the rollout workers' current handles
         """The Ray node id each rank runs on, by rank."""
         self.policy = Policy.from_pretrained(run.init_policy, cfg.device,
                                              cfg.model.max_context_tokens,
@@ -175,7 +181,8 @@ class LearnerGroup:
         from archer.metrics import COUNTS
 
         ref = ray.put(new)
-        out = self._get([r.learn.remote(ref, iteration) for r in self.ranks], "learn")
+        workers = self._workers() if self._workers is not None else None
+        out = self._get([r.learn.remote(ref, iteration, workers) for r in self.ranks], "learn")
         # every rank took the same steps; the fresh samples were split, so their tokens add up
         COUNTS["gradient_steps"] += out[0]["counts"]["gradient_steps"]
         COUNTS["generated_tokens"] += sum(o["counts"]["generated_tokens"] for o in out)
@@ -183,6 +190,13 @@ class LearnerGroup:
             self._pull(out[0]["version"])
         return {**out[0]["metrics"], "learner/ranks": float(self.world),
                 "learner/nodes": float(len(set(self.nodes)))}
+
+    def use_workers(self, handles: Any) -> None:
+        """The loop offers its Ray rollout workers (a function returning their current
+        handles); under archer.fresh_samples=rollout the ranks ask them for the critic's
+        fresh samples."""
+        if self.cfg.algo == "archer" and self.cfg.archer.fresh_samples == "rollout":
+            self._workers = handles
 
     def acting(self) -> Acting:
         return Acting(policy=self.policy, version=self.version)

@@ -300,6 +300,11 @@ class RayCollector:
                           action_ids=[a for i in range(k) for a in results[i].action_ids],
                           logprobs=[lp for i in range(k) for lp in results[i].logprobs])
 
+    def worker_handles(self) -> list[Any]:
+        """The current workers' actor handles (a replaced worker's successor included), for
+        learner ranks that ask them for fresh samples themselves (`WorkerSampler`)."""
+        return list(self._workers)
+
     def ping(self) -> list[int]:
         """The weights version each worker acts with (raises if one is dead)."""
         return ray.get([w.ping.remote() for w in self._workers])
@@ -343,3 +348,50 @@ def _check_chunk(chunk: Chunk, trajectories: list[Trajectory]) -> None:
 def _kill(worker: ray.actor.ActorHandle) -> None:
     with contextlib.suppress(Exception):  # already dead, or Ray is shutting down
         ray.kill(worker, no_restart=True)
+
+
+class WorkerSampler:
+    """The rollout workers' fresh samples as a learner rank asks for them (ArCHer with
+    archer.fresh_samples=rollout and a learner group): each rank sends its share of the rows
+    (`parallel.split_rows`), split evenly over the workers, and the ranks gather every row in
+    order. Rows whose worker is gone or holds another version are sampled by the ranks
+    together instead (`fallback`, a collective: the learner's own sampler, which gives the
+    same utterance from the same seed and weights under rollout.backend=hf); `fell_back`
+    counts them."""
+
+    def __init__(self, workers: Sequence[Any], fallback: Any):
+        self.workers, self.fallback, self.fell_back = list(workers), fallback, 0
+
+    def __call__(self, observations: Sequence[str], seeds: Sequence[int], version: int,
+                 ) -> Generation:
+        from archer.algorithms import parallel
+
+        obs, row_seeds = list(observations), [int(x) for x in seeds]
+        mine = parallel.split_rows(len(obs))
+        parts = [[mine[j] for j in part] for part in even_parts(len(mine), len(self.workers))]
+        refs = [(part, w.sample.remote([obs[i] for i in part], [row_seeds[i] for i in part],
+                                       version)) for part, w in zip(parts, self.workers,
+                                                                    strict=True) if part]
+        rows: list[tuple[int, str, list[int], list[float]]] = []
+        failed: list[int] = []
+        for part, ref in refs:
+            try:
+                gen, tokens = ray.get(ref)
+            except (*WORKER_DEATH, ray.exceptions.RayTaskError):
+                failed += part  # dead, or holding other weights: sampled below
+                continue
+            count("generated_tokens", tokens)
+            rows += [(i, *r) for i, r in zip(part, zip(gen.texts, gen.action_ids, gen.logprobs,
+                                                       strict=True), strict=True)]
+        rows = parallel.gather(rows)
+        failed = sorted(parallel.gather(failed))
+        if failed:  # every rank takes part (a collective under ZeRO-3)
+            self.fell_back += len(failed)
+            gen = self.fallback([obs[i] for i in failed], [row_seeds[i] for i in failed])
+            rows += [(i, *r) for i, r in zip(failed, zip(gen.texts, gen.action_ids, gen.logprobs,
+                                                         strict=True), strict=True)]
+        rows.sort(key=lambda r: r[0])
+        if [r[0] for r in rows] != list(range(len(obs))):
+            raise RuntimeError("fresh samples: rows lost between the workers and the ranks")
+        return Generation(texts=[r[1] for r in rows], action_ids=[r[2] for r in rows],
+                          logprobs=[r[3] for r in rows])

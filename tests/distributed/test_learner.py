@@ -264,3 +264,20 @@ def test_archer_trains_the_same_through_the_token_engine_backend(tmp_path, coin_
     gaps = [h["rollout/logp_mismatch_max"] for h in engine["history"]
             if "rollout/logp_mismatch_max" in h]
     assert len(gaps) == 3 and max(gaps) < 1e-4  # after every push, the same distribution
+
+
+@pytest.mark.distributed
+def test_a_learner_group_takes_its_fresh_samples_from_the_rollout_workers(tmp_path, coin_sft):  # noqa: F811
+    """archer.fresh_samples=rollout with two learner ranks: each rank asks the two rollout
+    workers for its share of the critic's fresh utterances; the same curves and token counts
+    as the ranks sampling them themselves."""
+    def group_run(out, where):
+        over = [*group_overrides(out, coin_sft, 2), "rollout.num_workers=2",
+                "rollout.envs_per_worker=8", "rollout.num_cpus_per_worker=0.5",
+                f"archer.fresh_samples={where}", "train.iterations=3"]
+        return loop.run(load_config(overrides=over), **QUIET)
+
+    learner, rollout = group_run(tmp_path / "l", "learner"), group_run(tmp_path / "r", "rollout")
+    assert_same_curves(curves(learner), curves(rollout))
+    assert learner["history"][-1]["progress/policy_tokens"] == (
+        rollout["history"][-1]["progress/policy_tokens"])

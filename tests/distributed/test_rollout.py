@@ -276,3 +276,45 @@ def test_token_engine_workers_equal_hf_workers_through_bucketed_pushes(tmp_path,
         assert gen.action_ids == own.action_ids and gen.texts == own.texts
     finally:
         collector.close()
+
+
+@ray.remote
+class _Sampler:
+    """A stand-in rollout worker: ids = [seed], text = observation + seed; or it refuses (a
+    worker holding another version)."""
+
+    def __init__(self, refuse):
+        self.refuse = refuse
+
+    def sample(self, observations, seeds, version):
+        from archer.models.policy import Generation
+
+        if self.refuse:
+            raise ValueError(f"this worker does not hold version {version}")
+        return Generation([f"{o}:{s}" for o, s in zip(observations, seeds, strict=True)],
+                          [[s] for s in seeds], [[-1.0] for _ in seeds]), len(seeds)
+
+
+def test_a_rank_samples_the_rows_a_worker_refuses_itself():
+    """WorkerSampler (a learner rank's view of the workers): rows come back in order, the
+    workers' tokens are counted, and the part a worker refuses goes to the fallback."""
+    from archer.distributed.rollout import WorkerSampler
+    from archer.metrics import COUNTS
+    from archer.models.policy import Generation
+
+    asked = []
+
+    def fallback(observations, seeds):
+        asked.append(list(seeds))
+        return Generation([f"{o}:{s}!" for o, s in zip(observations, seeds, strict=True)],
+                          [[s] for s in seeds], [[-2.0] for _ in seeds])
+
+    obs, seeds = [f"o{i}" for i in range(7)], list(range(100, 107))
+    before = COUNTS["generated_tokens"]
+    sampler = WorkerSampler([_Sampler.remote(False), _Sampler.remote(True)], fallback)
+    gen = sampler(obs, seeds, 3)
+    # even_parts(7, 2): rows 0-2 to the first worker, 3-6 to the second (which refuses)
+    assert gen.texts == [f"o{i}:{100 + i}" for i in range(3)] + [
+        f"o{i}:{100 + i}!" for i in range(3, 7)]
+    assert gen.action_ids == [[s] for s in seeds] and asked == [[103, 104, 105, 106]]
+    assert sampler.fell_back == 4 and COUNTS["generated_tokens"] - before == 3
