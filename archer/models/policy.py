@@ -199,6 +199,17 @@ def acting_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith(heads)}
 
 
+def _checkpoint_dir(path: str | Path) -> Path:
+    """`path` if it holds a Hugging Face checkpoint, else a PolicyLoadError saying so."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise PolicyLoadError(
+            f"no Hugging Face checkpoint at {path} (expected config.json and weights); "
+            "train one with `archer sft` or pass a local model directory"
+        )
+    return path
+
+
 class Policy:
     """A causal LM and its tokenizer on `device`. `reserve` is the room every prompt leaves
     for the utterance, at acting and scoring alike; set it to `generation.max_new_tokens`."""
@@ -244,12 +255,7 @@ class Policy:
     def from_pretrained(
         cls, path: str | Path, device: str = "cpu", max_context_tokens: int = 512, reserve: int = 32
     ) -> Policy:
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise PolicyLoadError(
-                f"no Hugging Face checkpoint at {path} (expected config.json and weights); "
-                "train one with `archer sft` or pass a local model directory"
-            )
+        path = _checkpoint_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path))
         return cls(
@@ -261,9 +267,7 @@ class Policy:
                    reserve: int = 32) -> Policy:
         """The tokenizer at `path` and a weightless skeleton of its model (on the meta
         device: no memory), generating through `engine`, which holds the weights."""
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise PolicyLoadError(f"no Hugging Face checkpoint at {path}")
+        path = _checkpoint_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path)))
