@@ -381,17 +381,21 @@ class WorkerSampler:
                 failed += part  # dead, or holding other weights: sampled below
                 continue
             count("generated_tokens", tokens)
-            rows += [(i, *r) for i, r in zip(part, zip(gen.texts, gen.action_ids, gen.logprobs,
-                                                       strict=True), strict=True)]
+            rows += _indexed(part, gen)
         rows = parallel.gather(rows)
         failed = sorted(parallel.gather(failed))
         if failed:  # every rank takes part (a collective under ZeRO-3)
             self.fell_back += len(failed)
-            gen = self.fallback([obs[i] for i in failed], [row_seeds[i] for i in failed])
-            rows += [(i, *r) for i, r in zip(failed, zip(gen.texts, gen.action_ids, gen.logprobs,
-                                                         strict=True), strict=True)]
+            rows += _indexed(failed, self.fallback([obs[i] for i in failed],
+                                                   [row_seeds[i] for i in failed]))
         rows.sort(key=lambda r: r[0])
         if [r[0] for r in rows] != list(range(len(obs))):
             raise RuntimeError("fresh samples: rows lost between the workers and the ranks")
         return Generation(texts=[r[1] for r in rows], action_ids=[r[2] for r in rows],
                           logprobs=[r[3] for r in rows])
+
+
+def _indexed(index: list[int], gen: Generation) -> list[tuple[int, str, list[int], list[float]]]:
+    """(row index, text, ids, log-probs) of each row of `gen`, row k being `index[k]`."""
+    return [(i, t, a, lp) for i, t, a, lp in zip(index, gen.texts, gen.action_ids, gen.logprobs,
+                                                  strict=True)]
