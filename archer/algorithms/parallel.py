@@ -8,7 +8,8 @@ take exactly the step one rank would. Fresh samples are split the same way, each
 own seed, and gathered back in order.
 
 Without a process group, or in a group of one, every function here is a no-op (but
-`part_rng`, which a learner group of any size uses): the in-process learner is unchanged. Only torch.distributed is used (gloo on CPU, nccl on GPUs).
+`part_rng`, which a learner group of any size uses): the in-process learner is unchanged.
+Only torch.distributed is used (gloo on CPU, nccl on GPUs).
 """
 
 from __future__ import annotations

@@ -170,8 +170,8 @@ class LearnerGroup:
         self.data = info[0]["data"]
         self.version = info[0]["version"]
         self.nodes = [i["node"] for i in info]
-        self._workers: Any = None  # `use_workers`: the rollout workers' current handles
         """The Ray node id each rank runs on, by rank."""
+        self._workers: Any = None  # `use_workers`: the rollout workers' current handles
         self.policy = Policy.from_pretrained(run.init_policy, cfg.device,
                                              cfg.model.max_context_tokens,
                                              reserve=cfg.generation.max_new_tokens)
