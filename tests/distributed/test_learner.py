@@ -226,20 +226,22 @@ def test_a_rank_killed_mid_run_restarts_the_group_from_the_checkpoint(tmp_path, 
         k: straight["history"][-1][k] for k in keys}
 
 
+def workers_run(out, init, *extra):
+    """ArCHer on SayYes with two Ray rollout workers, 3 iterations (the actor from the second)."""
+    over = [*base_overrides(out, init), "rollout.num_workers=2", "rollout.envs_per_worker=8",
+            "train.iterations=3", "archer.warmup_iters=1", "archer.critic.updates_per_iter=3",
+            "archer.actor.updates_per_iter=1", "eval.episodes=16", *extra]
+    return loop.run(load_config(overrides=over), **QUIET)
+
+
 @pytest.mark.distributed
 @pytest.mark.usefixtures("ray_two_cpus")
 def test_fresh_samples_on_the_rollout_workers_equal_the_learners(tmp_path, coin_sft):  # noqa: F811
     """archer.fresh_samples=rollout sends the critic phase's fresh utterances to the two Ray
     rollout workers in one request: each row has its own seed and the workers hold the same
     weights, so the critic trains on the same targets as with the learner's own samples."""
-    def workers_run(out, where):
-        over = [*base_overrides(out, coin_sft), "rollout.num_workers=2",
-                "rollout.envs_per_worker=8", "train.iterations=3", "archer.warmup_iters=1",
-                "archer.critic.updates_per_iter=3", "archer.actor.updates_per_iter=1",
-                f"archer.fresh_samples={where}", "eval.episodes=16"]
-        return loop.run(load_config(overrides=over), **QUIET)
-
-    learner, rollout = workers_run(tmp_path / "l", "learner"), workers_run(tmp_path / "r", "rollout")
+    learner = workers_run(tmp_path / "l", coin_sft, "archer.fresh_samples=learner")
+    rollout = workers_run(tmp_path / "r", coin_sft, "archer.fresh_samples=rollout")
     assert_same_curves(curves(learner), curves(rollout))
     assert learner["history"][-1]["progress/policy_tokens"] == (
         rollout["history"][-1]["progress/policy_tokens"])  # the workers' tokens are counted
@@ -251,15 +253,11 @@ def test_archer_trains_the_same_through_the_token_engine_backend(tmp_path, coin_
     take every push as buckets and sample rollouts and the critic's fresh utterances through
     the engine; ArCHer's curves equal the HF workers', and the learner's rescoring of the
     engine's ids matches their log-probs."""
-    def workers_run(out, backend):
-        over = [*base_overrides(out, coin_sft), "rollout.num_workers=2",
-                "rollout.envs_per_worker=8", "train.iterations=3", "archer.warmup_iters=1",
-                "archer.critic.updates_per_iter=3", "archer.actor.updates_per_iter=1",
-                "archer.fresh_samples=rollout", f"rollout.backend={backend}",
-                "cluster.weight_bucket_mb=0.05", "eval.episodes=16"]
-        return loop.run(load_config(overrides=over), **QUIET)
+    def backend_run(out, backend):
+        return workers_run(out, coin_sft, "archer.fresh_samples=rollout",
+                           f"rollout.backend={backend}", "cluster.weight_bucket_mb=0.05")
 
-    hf, engine = workers_run(tmp_path / "hf", "hf"), workers_run(tmp_path / "e", "vllm_fake")
+    hf, engine = backend_run(tmp_path / "hf", "hf"), backend_run(tmp_path / "e", "vllm_fake")
     assert_same_curves(curves(hf), curves(engine))
     gaps = [h["rollout/logp_mismatch_max"] for h in engine["history"]
             if "rollout/logp_mismatch_max" in h]
