@@ -116,5 +116,7 @@ def test_iteration_benchmark_runs():
     for phase, scale in (("collect", 128 / 4), ("critic", 50 / 2), ("actor", 3 / 1)):
         seconds, projected, gflop = (float(rows[phase][i]) for i in (1, 2, 3))
         assert seconds > 0 and gflop > 0
-        assert projected == pytest.approx(seconds * scale, abs=1)  # scaled by its own unit
+        # scaled by its own unit; the table prints seconds to 0.1 and the projection to 1, so
+        # the printed figures agree to 0.05 * scale + 0.5 and no better
+        assert projected == pytest.approx(seconds * scale, abs=0.05 * scale + 0.5 + 1e-9)
     assert "peak memory" in out.stdout
