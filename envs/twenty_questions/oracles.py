@@ -38,16 +38,30 @@ class KnowledgeBaseOracle:
         self.index = self.kb.question_index()
         self.fuzzy_threshold = fuzzy_threshold
         self.attribute_of = lru_cache(maxsize=65536)(self._attribute_of)
+        # one matcher per known question, its side (seq2) analysed once
+        self._matchers = [(difflib.SequenceMatcher(None, "", known), attr)
+                          for known, attr in self.index.items()]
 
     def _attribute_of(self, question: str) -> str | None:
+        """The attribute of the known question most similar to `question` (difflib's ratio,
+        the first of equals), if that ratio reaches `fuzzy_threshold`; None otherwise.
+
+        A known question is skipped when difflib's upper bounds on its ratio (from the two
+        lengths, then from the characters in common) are below the threshold or below the
+        best ratio so far: it could not be the answer, so the answer is that of the full scan,
+        which is much slower for long questions (an untrained policy's 32-token babble)."""
         key = normalize(question)
         if key in self.index:
             return self.index[key]
         if self.fuzzy_threshold >= 1.0 or not key:
             return None
         best, best_ratio = None, 0.0
-        for known, attr in self.index.items():
-            ratio = difflib.SequenceMatcher(None, key, known).ratio()
+        for matcher, attr in self._matchers:
+            matcher.set_seq1(key)
+            floor = max(self.fuzzy_threshold, best_ratio)
+            if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+                continue  # its ratio is below both: neither the answer nor a better best
+            ratio = matcher.ratio()
             if ratio > best_ratio:
                 best, best_ratio = attr, ratio
         return best if best_ratio >= self.fuzzy_threshold else None

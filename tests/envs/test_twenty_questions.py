@@ -64,6 +64,46 @@ def test_kb_oracle_templates_paraphrases_and_unparseable():
     assert oracle(word.word, "What is the airspeed velocity of an unladen swallow?") == "No."
 
 
+def full_scan(oracle: KnowledgeBaseOracle, question: str) -> str | None:
+    """The fuzzy lookup by definition: difflib's ratio against every known question."""
+    import difflib
+
+    from archer_envs.text_utils import normalize
+
+    key = normalize(question)
+    if key in oracle.index:
+        return oracle.index[key]
+    best, best_ratio = None, 0.0
+    for known, attr in oracle.index.items():
+        ratio = difflib.SequenceMatcher(None, key, known).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = attr, ratio
+    return best if best_ratio >= oracle.fuzzy_threshold else None
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.6])
+def test_kb_oracles_pruned_fuzzy_lookup_equals_the_full_scan(threshold):
+    """The lookup skips known questions whose ratio bounds rule them out; on typos, cut and
+    extended questions and babble it returns what a ratio against every question returns."""
+    import random
+
+    oracle = KnowledgeBaseOracle(KB, fuzzy_threshold=threshold)
+    rng = random.Random(0)
+    known = list(oracle.index)
+    questions = []
+    for q in rng.sample(known, 30):
+        chars = list(q)
+        for _ in range(rng.randrange(1, 4)):  # typos
+            chars[rng.randrange(len(chars))] = rng.choice("abcdefghij ")
+        questions += ["".join(chars), q[: rng.randrange(5, len(q))], q + " or not at all"]
+    letters = "abcdefghijklmnopqrstuvwxyz ?"
+    questions += ["".join(rng.choice(letters) for _ in range(rng.randrange(3, 160)))
+                  for _ in range(30)]
+    answers = [oracle._attribute_of(q) for q in questions]
+    assert answers == [full_scan(oracle, q) for q in questions]
+    assert sum(a is not None for a in answers) > 15  # matches are exercised, not only misses
+
+
 def test_guess_rule_and_rewards():
     env = gym.make("archer/TwentyQuestions-v0").unwrapped
     env.reset(options={"task_id": "dog"} if "dog" in env.task_ids("all") else None)
