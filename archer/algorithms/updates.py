@@ -186,8 +186,8 @@ def critic_step(
 ) -> Metrics:
     """One critic step on a buffer batch; `fresh_actions` are a~ ~ pi(.|s) for the V target.
 
-    Micro-batches of `micro_batch_size` transitions each add (their size / batch) x their mean
-    loss, so the accumulated gradient is the whole batch's mean. The critic trains in train
+    Micro-batches of `micro_batch_size` transitions (of similar lengths) each add (their size /
+    batch) x their mean loss, so the accumulated gradient is the whole batch's mean. The critic trains in train
     mode and is left in eval mode (advantages and checks must not see dropout); the target is
     always in eval mode.
     """
@@ -208,8 +208,13 @@ def critic_step(
         share = len(idx) / n
         return loss * share, {k: v * share for k, v in m.items()}
 
-    return module_step(critic, optimizer, _chunks(n, micro_batch_size), part_loss,
-                       grad_clip=grad_clip, prefix="critic")
+    # Micro-batches of transitions of similar length (the encoder pads each forward to its
+    # longest text; random draws from a buffer mix 20-token and 512-token histories): each
+    # part's loss is its share of the whole batch's mean, so the partition does not change it.
+    by_length = sorted(range(n), key=lambda i: len(states[i]) + len(next_states[i]))
+    parts = [[by_length[i] for i in part] for part in _chunks(n, micro_batch_size)]
+    return module_step(critic, optimizer, parts, part_loss, grad_clip=grad_clip,
+                       prefix="critic")
 
 
 def module_step(
