@@ -45,6 +45,48 @@ class Guide(Protocol):
         ...
 
 
+def _preallocated_cache(config: Any, room: int) -> Any:
+    """A KV cache for one sampling loop whose layers allocate [B, heads, prompt + room, d]
+    at the prefill and write each step's keys and values in place, where transformers'
+    DynamicCache concatenates the whole cache at every step (on CPU, half of generation's
+    time at 512-token prompts). Attention reads the same numbers either way. None when this
+    transformers lacks the layer API (before 4.56), or for a model with other than full
+    attention in every layer (sliding windows, linear attention): the model then builds its
+    own cache."""
+    text = config.get_text_config()
+    n_layers = getattr(text, "num_hidden_layers", None)
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if not n_layers or getattr(text, "sliding_window", None) or kinds != {"full_attention"}:
+        return None
+    try:
+        from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+    except ImportError:
+        return None
+
+    class Layer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                b, h, t, d = key_states.shape
+                self.length = 0
+                self.k_buf = key_states.new_empty(b, h, t + room, d)
+                self.v_buf = value_states.new_empty(b, h, t + room, d)
+            end = self.length + key_states.shape[-2]
+            if end > self.k_buf.shape[-2]:  # past the room: fall back to growing
+                return super().update(key_states, value_states, *args, **kwargs)
+            self.k_buf[:, :, self.length : end] = key_states
+            self.v_buf[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys, self.values = self.k_buf[:, :, :end], self.v_buf[:, :, :end]
+            return self.keys, self.values
+
+    class Preallocated(DynamicCache):
+        def __init__(self):
+            Cache.__init__(self, layers=[Layer() for _ in range(n_layers)])
+
+    return Preallocated()
+
+
 class TokenEngine(Protocol):
     """A generation backend a `Policy` can sample through instead of its own loop (a rollout
     worker's vLLM engine): prompt ids in, sampled ids and their log-probs out, one seed per
@@ -210,6 +252,23 @@ def _checkpoint_dir(path: str | Path) -> Path:
     return path
 
 
+def fuse_tanh_gelu(model: torch.nn.Module) -> int:
+    """Swap transformers' `NewGELUActivation` (GPT-2's "gelu_new": tanh-approximate GELU as
+    five elementwise ops) for `torch.nn.functional.gelu(approximate="tanh")`, the same
+    function in one kernel (outputs agree to 3e-7 in fp32): on CPU the model's forward takes
+    half the time and forward + backward two thirds at GPT-2 4 x 256. The modules carry no
+    weights, so the state dict and the saved config are unchanged. Returns the swaps made."""
+    from transformers.activations import ACT2FN, NewGELUActivation
+
+    swaps = 0
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(module, name, ACT2FN["gelu_pytorch_tanh"])
+                swaps += 1
+    return swaps
+
+
 class Policy:
     """A causal LM and its tokenizer on `device`. `reserve` is the room every prompt leaves
     for the utterance, at acting and scoring alike; set it to `generation.max_new_tokens`."""
@@ -226,6 +285,7 @@ class Policy:
             raise ValueError("the policy tokenizer needs an eos token to end utterances")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        fuse_tanh_gelu(model)
         self.model = model.to(device).eval()  # acting and RL scoring run without dropout
         self.tokenizer = tokenizer
         self.device = device
@@ -461,12 +521,14 @@ class Policy:
         seen: list[torch.Tensor],
     ) -> tuple[list[list[int]], list[list[float]]]:
         batch = ids.shape[0]
+        cache = _preallocated_cache(self.model.config, sampling.max_new_tokens)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
+            **({} if cache is None else {"past_key_values": cache}),
         )
         past, logits = out.past_key_values, out.logits[:, -1]  # [B, V]
         next_pos = positions[:, -1:] + 1  # [B, 1]

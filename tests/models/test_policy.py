@@ -196,6 +196,44 @@ def test_chunk_size_does_not_change_results(policy):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
+def test_the_preallocated_kv_cache_samples_exactly_what_the_models_own_cache_does(
+        policy, monkeypatch):
+    """The sampling loop's cache writes keys and values in place; attention reads the same
+    numbers as from transformers' growing DynamicCache, so ids and log-probs are bit-equal."""
+    import archer.models.policy as policy_module
+
+    s = Sampling(max_new_tokens=16)
+    cache = policy_module._preallocated_cache(policy.model.config, s.max_new_tokens)
+    assert cache is not None  # this transformers has the layer API: the fast path is tested
+    ours = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=5)
+    monkeypatch.setattr(policy_module, "_preallocated_cache", lambda *_: None)
+    theirs = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=5)
+    assert ours.action_ids == theirs.action_ids and ours.logprobs == theirs.logprobs
+    assert any(len(ids) == s.max_new_tokens for ids in ours.action_ids)  # the room is filled
+
+
+def test_gpt2s_gelu_is_fused_and_computes_the_same_function():
+    """Policy swaps GPT-2's five-op gelu_new for torch's one-kernel tanh GELU: same logits to
+    float rounding, same state dict, same saved config."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.activations import NewGELUActivation
+
+    from archer.models.policy import fuse_tanh_gelu
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=3,
+                                       n_head=2)).eval()
+    plain = copy.deepcopy(model)
+    ids = torch.randint(0, 97, (4, 40))
+    assert fuse_tanh_gelu(model) == 3
+    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
+    assert fuse_tanh_gelu(model) == 0  # idempotent
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, plain(ids).logits, rtol=0, atol=1e-5)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    assert model.config.activation_function == "gelu_new"
+
+
 def test_prefill_and_scoring_compute_only_the_logits_they_need(policy):
     recorder = Recorder(policy.model)
     actor = Policy(recorder, policy.tokenizer, max_context_tokens=256, reserve=32)
