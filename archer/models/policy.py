@@ -14,6 +14,7 @@ temperature it sampled with. Utterances that carry no ids (scripted, offline) ar
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ def _preallocated_cache(config: Any, room: int) -> Any:
             Cache.__init__(self, layers=[Layer() for _ in range(n_layers)])
 
     return Preallocated()
+
+
+def _returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned: `cache` (transformers 5) or `past_key_values`."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 class TokenEngine(Protocol):
@@ -521,6 +528,9 @@ class Policy:
         seen: list[torch.Tensor],
     ) -> tuple[list[list[int]], list[list[float]]]:
         batch = ids.shape[0]
+        # transformers 5 calls the KV cache `cache` (`past_key_values` is deprecated)
+        kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
+            else "past_key_values"
         cache = _preallocated_cache(self.model.config, sampling.max_new_tokens)
         out = self.model(
             input_ids=ids,
@@ -528,9 +538,9 @@ class Policy:
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
-            **({} if cache is None else {"past_key_values": cache}),
+            **({} if cache is None else {kw: cache}),
         )
-        past, logits = out.past_key_values, out.logits[:, -1]  # [B, V]
+        past, logits = _returned_cache(out), out.logits[:, -1]  # [B, V]
         next_pos = positions[:, -1:] + 1  # [B, 1]
         finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in range(batch)]
@@ -555,10 +565,10 @@ class Policy:
                 input_ids=token[:, None],
                 attention_mask=mask,
                 position_ids=next_pos,
-                past_key_values=past,
                 use_cache=True,
+                **{kw: past},
             )
-            past, logits = out.past_key_values, out.logits[:, -1]  # [B, V]
+            past, logits = _returned_cache(out), out.logits[:, -1]  # [B, V]
             next_pos = next_pos + 1
         return generated, logprobs
 
