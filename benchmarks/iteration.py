@@ -16,17 +16,22 @@ unit (episodes, critic steps, actor steps): the `full schedule` column is that p
 labelled as one. FLOPs are counted by forward hooks on the policy and the critic encoders
 (2 x parameters x tokens, plus attention and the logits actually computed; a forward under
 autograd counts 3x for its backward), against the peak of a 2048 x 2048 fp32 matmul measured
-here first. Peak memory is the process's ru_maxrss.
+here first. Peak memory is the process's ru_maxrss; the table's per-phase peak is the largest
+resident set a thread sampling /proc/self/statm every 10 ms saw during that phase (memory the
+allocator kept from an earlier phase counts in a later one).
 
-Prints a markdown table: phase, seconds, projected seconds, GFLOP, GFLOP/s, share of peak.
+Prints a markdown table: phase, seconds, projected seconds, GFLOP, GFLOP/s, share of peak, peak
+resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -77,6 +82,29 @@ class FlopCounter:
         model.register_forward_hook(count, with_kwargs=True)
 
 
+class PhaseMemory:
+    """The largest resident set seen while each phase of `counter` ran (a daemon thread reads
+    /proc/self/statm every `every_s`; Linux only: elsewhere it records nothing)."""
+
+    def __init__(self, counter: FlopCounter, every_s: float = 0.01):
+        self.counter, self.every_s = counter, every_s
+        self.peak: dict[str, int] = defaultdict(int)
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 0
+        if Path("/proc/self/statm").exists():
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * self.page
+            phase = self.counter.phase
+            self.peak[phase] = max(self.peak[phase], rss)
+            time.sleep(self.every_s)
+
+    def gib(self, phase: str) -> str:
+        return f"{self.peak[phase] / 2**30:.2f}" if self.peak.get(phase) else "n/a"
+
+
 def reference_models(out: Path) -> tuple[Path, Path]:
     """GPT-2 4 x 256 and a BERT-style 2 x 256 encoder over GPT-2's BPE, saved under `out`."""
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
@@ -115,6 +143,7 @@ def main() -> None:
     peak = peak_gflops(512 if args.quick else 2048)
     tmp = Path(tempfile.mkdtemp(prefix="archer-iteration-"))
     counter = FlopCounter()
+    memory = PhaseMemory(counter)
     if args.quick:
         env, batch, turns_note = "archer/TwentyQuestionsSubset-v0", 8, "tiny"
         models = ["model.vocab_size=300", "model.max_context_tokens=128", "critic.encoder=tiny",
@@ -177,16 +206,17 @@ def main() -> None:
     print(f"# {turns_note} shapes: {args.episodes} episodes ({row['rollout/turns_mean']:.1f} "
           f"turns each), {args.critic_steps} critic steps of {batch}, {args.actor_steps} actor "
           f"steps of {batch}; {args.threads} torch threads; peak matmul {peak:.0f} GFLOP/s")
-    print("| phase | seconds | full schedule (projected) | GFLOP | GFLOP/s | share of peak |")
-    print("|---|---|---|---|---|---|")
+    print("| phase | seconds | full schedule (projected) | GFLOP | GFLOP/s | share of peak "
+          "| peak resident GiB |")
+    print("|---|---|---|---|---|---|---|")
     for phase in ("collect", "critic", "actor"):
         gflop = counter.flops.get(phase, 0.0) / 1e9
         rate = gflop / seconds[phase] if seconds[phase] else 0.0
         print(f"| {phase} | {seconds[phase]:.1f} | {seconds[phase] * scale[phase]:.0f} | "
-              f"{gflop:.1f} | {rate:.1f} | {rate / peak:.1%} |")
+              f"{gflop:.1f} | {rate:.1f} | {rate / peak:.1%} | {memory.gib(phase)} |")
     projected = sum(seconds[k] * scale[k] for k in seconds)
     print(f"| iteration | {sum(seconds.values()):.1f} | {projected:.0f} "
-          f"({projected / 60:.1f} min) | {sum(counter.flops.values()) / 1e9:.1f} | | |")
+          f"({projected / 60:.1f} min) | {sum(counter.flops.values()) / 1e9:.1f} | | | |")
     print(f"peak memory {rss_gib:.2f} GiB; wall {total:.0f} s in all (start-up included); "
           f"policy tokens {row['progress/policy_tokens']:.0f}")
 

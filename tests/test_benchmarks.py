@@ -119,6 +119,7 @@ def test_iteration_benchmark_runs():
         # scaled by its own unit; the table prints seconds to 0.1 and the projection to 1, so
         # the printed figures agree to 0.05 * scale + 0.5 and no better
         assert projected == pytest.approx(seconds * scale, abs=0.05 * scale + 0.5 + 1e-9)
+        assert 0.05 < float(rows[phase][6]) < 24  # GiB resident while the phase ran
     assert "peak memory" in out.stdout
 
 

@@ -167,6 +167,28 @@ def test_guide_with_zero_beta_and_full_top_k_samples_the_policy(policy):
     assert all(ids == [yes] * 4 for ids in greedy.action_ids)
 
 
+def test_guided_sampling_reads_every_row_of_a_prefill_in_parts(policy, monkeypatch):
+    """The guide reads the hidden state of each prefill forward; a prefill in row parts
+    (`PREFILL_ROWS`) hands it the rows of all parts, in order, so guided samples are those of
+    one prefill."""
+    import archer.models.policy as policy_module
+
+    width = policy.model.get_output_embeddings().weight.shape
+    torch.manual_seed(0)
+    heads = ILQLHeads(int(width[1]), int(width[0]))
+    targets = make_targets(heads)
+    obs = [f"Question {i}:\n" + "Is it red? No.\n" * (i % 4) for i in range(7)]
+    s = Sampling(max_new_tokens=4)
+    guide = ValueGuide(heads, targets, 4.0, 20)
+    monkeypatch.setattr(policy_module, "PREFILL_ROWS", 2)
+    parts = policy.generate(obs, s, seeds=list(range(7)), guide=guide)
+    monkeypatch.setattr(policy_module, "PREFILL_ROWS", 64)
+    whole = policy.generate(obs, s, seeds=list(range(7)), guide=guide)
+    assert parts.action_ids == whole.action_ids
+    for a, b in zip(parts.logprobs, whole.logprobs, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
 def test_a_collector_acts_through_the_guide(policy):
     """Rollout workers and the in-process collector share `rollout_chunk`: a guide pushed with
     `set_chooser` decides their utterances (here one whose Q favours the "yes" token at every

@@ -325,3 +325,24 @@ def test_inverse_cdf_sample_draws_from_the_row_distribution():
     # u = 0.2 sits on the boundary of the cumulative 0.2 and goes right, to id 3
     edges = inverse_cdf_sample(probs.repeat(3, 1), torch.tensor([0.0, 1 - 2**-24, 0.2]))
     assert edges.tolist() == [1, 4, 3]
+
+
+def test_a_prefill_in_row_parts_samples_exactly_what_one_prefill_does(policy, monkeypatch):
+    """The sampling loop prefills `PREFILL_ROWS` prompts per forward and joins their caches;
+    each row's keys, values and logits are its own, so the ids equal one forward's over the
+    whole chunk and the log-probs differ by float rounding only (a matmul's blocking depends on
+    its row count, as with chunk_size)."""
+    import archer.models.policy as policy_module
+
+    s = Sampling(max_new_tokens=16)
+    monkeypatch.setattr(policy_module, "PREFILL_ROWS", 3)  # 12 rows: parts of 3, 3, 3, 3
+    parts = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=12)
+    monkeypatch.setattr(policy_module, "PREFILL_ROWS", 5)  # 5, 5, 2: a short last part
+    uneven = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=12)
+    monkeypatch.setattr(policy_module, "PREFILL_ROWS", 64)  # one forward
+    whole = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=12)
+    assert parts.action_ids == whole.action_ids == uneven.action_ids
+    for a, b, c in zip(parts.logprobs, whole.logprobs, uneven.logprobs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(c, b, rtol=0, atol=1e-5)
+    assert any(len(ids) == s.max_new_tokens for ids in parts.action_ids)  # the room is filled
