@@ -602,11 +602,13 @@ class Policy:
         matmul's blocking depends on its row count)."""
         # A model whose layers the preallocated cache does not cover builds its own cache,
         # which is not joined: its prompts go in one forward.
-        step = PREFILL_ROWS if _preallocated_cache(self.model.config, room) else ids.shape[0]
+        cache = _preallocated_cache(self.model.config, room)
+        step = PREFILL_ROWS if cache is not None else ids.shape[0]
         parts, logits = [], []
         for start in range(0, ids.shape[0], step):
             rows = slice(start, start + step)
-            cache = _preallocated_cache(self.model.config, room)
+            if start:  # each part fills a cache of its own
+                cache = _preallocated_cache(self.model.config, room)
             out = self.model(input_ids=ids[rows], attention_mask=mask[rows],
                              position_ids=positions[rows], use_cache=True, logits_to_keep=1,
                              **({} if cache is None else {kw: cache}))

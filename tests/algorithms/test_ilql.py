@@ -258,18 +258,17 @@ def test_ilql_beats_bc_on_the_same_logged_data(tmp_path, coin_thrice, capsys):
     from archer.cli import main
 
     data, _, bc = coin_thrice
-    guided = []
+    returns = []
     for seed in (0, 1, 2):
         run = loop.run(_cfg(tmp_path / f"s{seed}", data, "train.iterations=12",
                             "ilql.batch_size=4", "ilql.polyak=0.05", "ilql.beta=32",
                             f"seed={seed}"), **QUIET)
-        guided.append(run["after"]["eval/return_sample"])
-        print("bc", bc, "seed", seed, "ilql guided", guided[-1], run["after"])
-        assert guided[-1] > bc and run["after"]["eval/return_greedy"] == 1.0, (bc, guided)
-    assert sum(guided) / 3 > bc + 0.2, (bc, guided)
-    guided = guided[-1]
-    tmp_path = tmp_path / "s2"
-    policy_dir = tmp_path / "ilql" / "checkpoint" / "policy"
+        returns.append(run["after"]["eval/return_sample"])
+        print("bc", bc, "seed", seed, "ilql guided", returns[-1], run["after"])
+        assert returns[-1] > bc and run["after"]["eval/return_greedy"] == 1.0, (bc, returns)
+    assert sum(returns) / 3 > bc + 0.2, (bc, returns)
+    guided, last_run = returns[-1], tmp_path / "s2"  # `archer eval` decodes seed 2's policy
+    policy_dir = last_run / "ilql" / "checkpoint" / "policy"
     common = ["eval", "--policy", str(policy_dir), "--env", "user_envs:SayYesThrice-v0",
               "--episodes", "64", "--json", "model.max_context_tokens=64",
               "generation.max_new_tokens=4"]
