@@ -128,3 +128,31 @@ def test_the_learners_own_samples_count_as_policy_tokens(tmp_path, init):
     m = result["history"][-1]
     assert m["progress/policy_tokens"] > m["rollout/tokens"]
     assert m["progress/gradient_steps"] >= 3  # 2 critic steps, >= 1 actor step
+
+
+def test_logp_gap_rescores_every_turn_in_parts(init):
+    """The health check scores its turns a few rows per forward: every row is read (a stored
+    log-prob off by 0.5 in any part shows as a gap of 0.5), and untouched rows agree with
+    their stored log-probs to float noise whatever the part size."""
+    from archer.algorithms.api import Acting
+    from archer.models.policy import Policy, Sampling
+    from archer.types import Trajectory, Turn
+
+    policy = Policy.from_pretrained(init)
+    observations = [f"Question {i}: " + "is it an animal? " * (i % 4) for i in range(11)]
+    out = policy.generate(observations, Sampling(max_new_tokens=4, temperature=1.0),
+                          seeds=list(range(11)))
+    turns = [Turn(o, "", 0.0, False, False, logprobs=list(lp), action_ids=list(a))
+             for o, a, lp in zip(observations, out.action_ids, out.logprobs, strict=True)]
+    episodes = [Trajectory("e", "t", turns[:6], policy_version=3),
+                Trajectory("e", "t", turns[6:], policy_version=3)]
+    acting = Acting(policy=policy, version=3)
+    for rows in (1, 3, 64):
+        assert loop.logp_gap(acting, episodes, 1.0, rows_per_forward=rows)[
+            "rollout/logp_mismatch_max"] < 1e-4
+    turns[9].logprobs[0] += 0.5  # the last part of 3, 4 and of 8 rows
+    for rows in (1, 3, 4, 8, 64):
+        gap = loop.logp_gap(acting, episodes, 1.0, rows_per_forward=rows)
+        assert gap["rollout/logp_mismatch_max"] == pytest.approx(0.5, abs=1e-4)
+    assert loop.logp_gap(acting, episodes, 1.0, limit=9)["rollout/logp_mismatch_max"] < 1e-4
+    assert loop.logp_gap(Acting(policy=policy, version=4), episodes, 1.0) == {}
