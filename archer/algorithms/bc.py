@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
 from archer.algorithms.losses import nll_loss
 from archer.algorithms.updates import policy_step
@@ -55,15 +56,23 @@ def schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int,
 
 def offline_engine(cfg: Config, policy: Policy, *, lr: float, batch_size: int,
                    grad_clip: float, weight_decay: float = 0.0) -> Any:
-    """The single-process torch engine of an offline method (one micro-batch per step of
-    `batch_size`), around `policy.model`, which becomes the engine's module."""
+    """The engine of an offline method, around `policy.model` (which becomes the engine's
+    module). In the driver: the single-process torch engine, one micro-batch per step of
+    `batch_size`. In a learner group: a DeepSpeed engine (`cfg.deepspeed`: its ZeRO stage,
+    precision and micro-batch size), so a step is `batch_size / deepspeed.micro_batch_size`
+    micro-batches whatever the number of ranks, each rank running its share of them (only BC
+    runs in a learner group so far). BC steps with `policy_step(micro_batch_size=None)`,
+    which cuts a step's rows into that many near-even parts (its last step of an epoch is
+    shorter); the parts, and so the dropout streams of each, do not depend on the number of
+    ranks."""
     from archer.config import DeepSpeedConfig
     from archer.distributed.engine import build_actor_engine
 
-    engine = build_actor_engine(
-        policy.model, DeepSpeedConfig(enabled=False, micro_batch_size=batch_size), lr=lr,
-        batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
-        device=cfg.device)
+    ds = (cfg.deepspeed if parallel.in_group()
+          else DeepSpeedConfig(enabled=False, micro_batch_size=batch_size))
+    engine = build_actor_engine(policy.model, ds, lr=lr, batch_size=batch_size,
+                                grad_clip=grad_clip, weight_decay=weight_decay,
+                                device=cfg.device)
     policy.model = engine.module
     return engine
 
@@ -73,8 +82,9 @@ def save_scheduled(directory: Path, name: str, policy: Policy, engine: Any,
     """An offline method's checkpoint: the policy and engine, then its scheduler, RNG and
     version in `<name>_state.pt`."""
     save_policy(policy, engine, directory)
-    torch.save({"scheduler": scheduler.state_dict(), "rng": rng.getstate(), "version": version},
-               directory / f"{name}_state.pt")
+    if parallel.is_writer():  # learner ranks hold the same scheduler, RNG and version
+        torch.save({"scheduler": scheduler.state_dict(), "rng": rng.getstate(),
+                    "version": version}, directory / f"{name}_state.pt")
 
 
 def load_scheduled(directory: Path, name: str, what: str, policy: Policy, engine: Any,
@@ -125,6 +135,12 @@ class BC:
                  epochs: int, seed: int, episodes: int = 0):
         if not examples:
             raise DatasetError("the dataset has no non-empty agent utterance to learn from")
+        parts = int(engine.gradient_accumulation_steps) * parallel.world()[1]
+        last = len(examples) % s.batch_size
+        if 0 < last < parts:
+            raise DatasetError(f"the dataset's {len(examples)} agent turns leave a last step of "
+                               f"{last} per epoch, fewer than the {parts} micro-batches a step "
+                               "is cut into: change bc.batch_size or deepspeed.micro_batch_size")
         self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
         self.steps_per_epoch = math.ceil(len(examples) / s.batch_size)
         total = self.steps_per_epoch * epochs
@@ -145,7 +161,7 @@ class BC:
             def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], n=n_tokens):
                 return bc_loss(logp, sub.action_mask.to(logp.device), n)
 
-            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows),
+            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=None,
                             prefix="bc", train_mode=True)
             self.scheduler.step()
             history.append({**m, "bc/lr": self.scheduler.get_last_lr()[0]})

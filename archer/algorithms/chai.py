@@ -11,6 +11,13 @@ That reranked policy is also the one the V target follows: V_i(s) -> Q̄_i(s, a*
 learns the values of the policy that acts. Rollout workers and evaluation act through the same
 rule (`CriticChooser`, pushed to the workers after every critic phase). Costs: every utterance
 is k generations plus k critic scores, and so is every fresh utterance of the V targets.
+
+In a learner group (`cluster.learner_ranks`) every rank trains the same critic on its share of
+each step's micro-batches (`archer.algorithms.updates.critic_step`), the fresh utterances are
+split over the ranks (each row from its own seed, so the split does not change them), only
+rank 0 writes the checkpoint, and the group hands rank 0's chooser to the driver whenever the
+target critic moved. The in-process learner keeps drawing its fresh utterances from the global
+RNG (its numbers are unchanged), so a group of one samples other utterances than it.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext
 from archer.algorithms.archer import ArCHer
+from archer.algorithms.updates import draw_seeds
 from archer.buffer.store import EpisodeStore
 from archer.errors import CheckpointError
 from archer.models.critic import DoubleCritic, build_critic, make_target
@@ -62,6 +71,10 @@ class CriticChooser:
 class CHAI(ArCHer):
     """ArCHer's critic phase, no actor phase, acting through `CriticChooser(target)`."""
 
+    frozen_policy = True
+    """The acting policy never changes (a learner group exports no weights, only the
+    chooser)."""
+
     def __init__(self, s: ArcherConfig, candidates: int, policy: Policy, critic: DoubleCritic,
                  target: DoubleCritic, store: EpisodeStore, sampling: Sampling, device: str,
                  generation_batch: int):
@@ -77,9 +90,18 @@ class CHAI(ArCHer):
         return m
 
     def _fresh(self, states: list[str]) -> list[str]:
-        """a* for the V targets: the reranked policy's utterance for each state."""
-        return act_utterances(self.policy, states, self.sampling,
-                              chunk_size=self.generation_batch, chooser=self._chooser()).texts
+        """a* for the V targets: the reranked policy's utterance for each state. A learner
+        rank samples and reranks its part of the rows, each from its own seed, and gets every
+        row back in order."""
+        if not parallel.in_group():
+            return act_utterances(self.policy, states, self.sampling,
+                                  chunk_size=self.generation_batch, chooser=self._chooser()).texts
+        seeds = draw_seeds(len(states))  # the same on every rank
+        mine = parallel.split_rows(len(states))
+        texts = act_utterances(self.policy, [states[i] for i in mine], self.sampling,
+                               seeds=[seeds[i] for i in mine], chunk_size=self.generation_batch,
+                               chooser=self._chooser()).texts
+        return parallel.gather(texts)
 
     def _chooser(self) -> CriticChooser:
         return CriticChooser(self.target, self.candidates)
@@ -89,6 +111,8 @@ class CHAI(ArCHer):
                       chooser_version=self.chooser_version)
 
     def save(self, directory: Path) -> None:
+        if not parallel.is_writer():  # learner ranks hold the same critic, store and counters
+            return
         self.policy.save_pretrained(directory / "policy")  # pi_0, unchanged
         self._save_critic(directory)
         (directory / "chai_state.json").write_text(json.dumps(

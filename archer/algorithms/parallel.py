@@ -33,6 +33,11 @@ def join_group() -> None:
     _in_group = True
 
 
+def in_group() -> bool:
+    """Whether this process is a learner rank (of a group of any size, one included)."""
+    return _in_group or world()[1] > 1
+
+
 def world() -> tuple[int, int]:
     """(this process's rank, the number of ranks); (0, 1) without a process group."""
     import torch.distributed as dist
@@ -131,7 +136,7 @@ def part_rng(step: int, part: int, device: torch.device | str | None = None) -> 
     global RNG as it found it: dropout in one rank's micro-batches cannot make the ranks' RNG
     streams (and so their batches) drift apart, and W ranks draw the masks one rank of a group
     draws. A no-op in the in-process learner (its numbers are unchanged)."""
-    if not _in_group and world()[1] == 1:
+    if not in_group():
         yield
         return
     dev = torch.device(device) if device is not None else torch.device("cpu")

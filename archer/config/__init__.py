@@ -195,7 +195,7 @@ class Config:
             errors.append(("cluster.learner_ranks", f"a learner group runs {sorted(supported)} "
                            f"so far; algo={self.algo} learns in the driver: use "
                            "cluster.learner_ranks=0"))
-        if not self.deepspeed.enabled:
+        if not self.deepspeed.enabled and self.algo != "chai":  # chai trains no policy
             errors.append(("deepspeed.enabled", "a learner group needs the DeepSpeed engine "
                            "(its gradients are all-reduced across ranks)"))
         if self.algo in ("reinforce", "ppo", "agro") and getattr(self, self.algo).micro_batches % n:
@@ -216,11 +216,24 @@ class Config:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
                                f"actor step ({rows // micro}), "
                                f"got {n}"))
-            parts = -(-a.critic.batch_size // a.critic.micro_batch_size)
+        if self.algo == "bc":
+            key, rows = "bc", self.bc.batch_size
+            micro = self.deepspeed.micro_batch_size
+            if rows % micro or (rows // micro) % n:
+                errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
+                               f"step ({key}.batch_size / deepspeed.micro_batch_size = "
+                               f"{rows} / {micro}, whole), got {n}"))
+            if not (self.train.init_policy or self.model.path):
+                errors.append(("train.init_policy", f"algo={self.algo} in a learner group "
+                               "starts from a saved policy, which the driver loads too: set "
+                               "train.init_policy or model.path (e.g. `archer sft` of the data)"))
+        if self.algo in ("archer", "chai"):
+            c = getattr(self, self.algo).critic
+            parts = -(-c.batch_size // c.micro_batch_size)
             if parts % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
-                               f"critic step (archer.critic.batch_size / micro_batch_size = "
-                               f"{parts}), got {n}"))
+                               f"critic step ({self.algo}.critic.batch_size / micro_batch_size "
+                               f"= {parts}), got {n}"))
         return errors
 
     def _check_archer(self) -> list[tuple[str, str]]:

@@ -8,7 +8,10 @@ one all-reduce per step. W ranks therefore take the same steps as one rank, fast
 
 To the loop a `LearnerGroup` is just another algorithm (`learn`, `acting`, `save`, `load`).
 The driver keeps a copy of the acting policy for rollouts and evaluation, refreshed from
-rank 0 through Ray's object store whenever the policy's version changes.
+rank 0 through Ray's object store whenever the policy's version changes. An algorithm whose
+policy is frozen (`frozen_policy`, CHAI) exports no weights; one that acts through a chooser
+(CHAI's critic reranking) has rank 0's chooser copied to the driver whenever its version
+changes.
 
 The ranks are one failure domain: if one dies, the others would wait in a collective, so the
 group is torn down at once with `LearnerGroupError`; the loop then restarts the group from the
@@ -79,13 +82,12 @@ class LearnerRank:
         seed_everything(cfg.seed)
         self.algo = algorithms.build(cfg, run)
         acting = self.algo.acting()
-        if acting.chooser is not None:
-            raise ValueError(f"algo={cfg.algo} acts through a chooser, which a learner group "
-                             "does not push to the driver yet")
-        if acting.buckets is None:
+        if acting.buckets is None and not getattr(self.algo, "frozen_policy", False):
             raise ValueError(f"algo={cfg.algo} does not act through an actor engine "
                              "(engine_acting), whose weights a learner group exports")
         return {"data": self.algo.data, "version": acting.version,
+                "exports": acting.buckets is not None,
+                "chooser_version": acting.chooser_version if acting.chooser else None,
                 "node": ray.get_runtime_context().get_node_id()}
 
     def learn(self, new: list[Trajectory], iteration: int,
@@ -99,7 +101,14 @@ class LearnerRank:
         before = dict(COUNTS)
         metrics = self.algo.learn(new, iteration)
         counts = {k: COUNTS[k] - before[k] for k in COUNTS}
-        return {"metrics": metrics, "counts": counts, "version": self.algo.acting().version}
+        acting = self.algo.acting()
+        return {"metrics": metrics, "counts": counts, "version": acting.version,
+                "chooser_version": acting.chooser_version if acting.chooser else None}
+
+    def chooser(self) -> Any:
+        """The acting rule on top of the policy (CHAI's `CriticChooser`), pickled whole by
+        Ray; every rank holds the same one."""
+        return self.algo.acting().chooser
 
     def export(self, bucket_bytes: int) -> list[ray.ObjectRef]:
         """The acting weights as object-store refs of buckets of at most `bucket_bytes`
@@ -124,7 +133,9 @@ class LearnerRank:
         self.algo.load(Path(directory))
         state = torch.load(Path(directory) / RNG_FILE, weights_only=False)
         torch.set_rng_state(state["torch"])
-        return self.algo.acting().version
+        acting = self.algo.acting()
+        return {"version": acting.version,
+                "chooser_version": acting.chooser_version if acting.chooser else None}
 
 
 class LearnerGroup:
@@ -169,12 +180,18 @@ class LearnerGroup:
             raise
         self.data = info[0]["data"]
         self.version = info[0]["version"]
+        self.exports = info[0]["exports"]
+        """Whether the ranks train the acting weights (else the policy is frozen: CHAI)."""
         self.nodes = [i["node"] for i in info]
         """The Ray node id each rank runs on, by rank."""
         self._workers: Any = None  # `use_workers`: the rollout workers' current handles
         self.policy = Policy.from_pretrained(run.init_policy, cfg.device,
                                              cfg.model.max_context_tokens,
                                              reserve=cfg.generation.max_new_tokens)
+        self.chooser: Any = None  # rank 0's acting rule, when the algorithm acts through one
+        self.chooser_version: int | None = None
+        if info[0]["chooser_version"] is not None:
+            self._pull_chooser(info[0]["chooser_version"])
 
     # ------------------------------------------------------------------ Algorithm
     def learn(self, new: list[Trajectory], iteration: int) -> dict[str, float]:
@@ -188,6 +205,8 @@ class LearnerGroup:
         COUNTS["generated_tokens"] += sum(o["counts"]["generated_tokens"] for o in out)
         if out[0]["version"] != self.version:
             self._pull(out[0]["version"])
+        if out[0]["chooser_version"] != self.chooser_version:
+            self._pull_chooser(out[0]["chooser_version"])
         return {**out[0]["metrics"], "learner/ranks": float(self.world),
                 "learner/nodes": float(len(set(self.nodes)))}
 
@@ -199,14 +218,17 @@ class LearnerGroup:
             self._workers = handles
 
     def acting(self) -> Acting:
-        return Acting(policy=self.policy, version=self.version)
+        return Acting(policy=self.policy, version=self.version, chooser=self.chooser,
+                      chooser_version=self.chooser_version or 0)
 
     def save(self, directory: Path) -> None:
         self._get([r.save.remote(str(directory)) for r in self.ranks], "save")
 
     def load(self, directory: Path) -> None:
-        versions = self._get([r.load.remote(str(directory)) for r in self.ranks], "load")
-        self._pull(versions[0])
+        state = self._get([r.load.remote(str(directory)) for r in self.ranks], "load")[0]
+        self._pull(state["version"])
+        if state["chooser_version"] is not None:
+            self._pull_chooser(state["chooser_version"])
 
     def close(self) -> None:
         for rank in getattr(self, "ranks", []):
@@ -219,7 +241,12 @@ class LearnerGroup:
     # ------------------------------------------------------------------ helpers
     def _pull(self, version: int) -> None:
         """The driver's acting copy takes rank 0's weights through the object store, one
-        bucket (`cluster.weight_bucket_mb`) at a time."""
+        bucket (`cluster.weight_bucket_mb`) at a time. A frozen policy has none to take."""
+        if not self.exports:
+            if version != self.version:
+                raise LearnerGroupError(f"the ranks' frozen acting policy moved to version "
+                                        f"{version} (from {self.version})")
+            return
         refs = self._get([r.export.remote(self.bucket_bytes) for r in self.ranks], "export")[0]
         model = self.policy.model
         expected = {n for n, _ in model.named_parameters()} | {
@@ -237,6 +264,12 @@ class LearnerGroup:
             raise LearnerGroupError(f"rank 0's export missed {sorted(expected - seen)[:5]}")
         self.policy.model.eval()
         self.version = version
+
+    def _pull_chooser(self, version: int) -> None:
+        """The driver's acting rule becomes rank 0's (through the object store, whole: CHAI's
+        target critic)."""
+        self.chooser = self._get([self.ranks[0].chooser.remote()], "chooser")[0]
+        self.chooser_version = version
 
     def _get(self, futures: list[Any], what: str) -> list[Any]:
         """Every rank's result, in rank order. The first rank to die (or an error raised in

@@ -116,6 +116,97 @@ def test_two_ranks_of_each_method_take_the_same_steps_as_one(tmp_path, coin_sft,
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+CHAI = ("algo=chai", "chai.candidates=3", "chai.critic.batch_size=16",
+        "chai.critic.micro_batch_size=8", "chai.critic.updates_per_iter=3", "chai.critic.lr=3e-3")
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+def test_two_chai_ranks_train_one_critic_and_hand_the_driver_its_chooser(
+        tmp_path, coin_sft):  # noqa: F811
+    """CHAI's critic steps and its reranked fresh samples split over two ranks: the same
+    metrics and critic as a group of one; the driver acts through rank 0's chooser (the
+    target critic, copied whenever it moved), and resuming gives it back."""
+    one, two = run(tmp_path / "one", coin_sft, 1, *CHAI), run(tmp_path / "two", coin_sft, 2, *CHAI)
+    a = [{k: v for k, v in h.items() if k.startswith(("critic/", "rollout/return_mean"))}
+         for h in one["history"]]
+    b = [{k: v for k, v in h.items() if k.startswith(("critic/", "rollout/return_mean"))}
+         for h in two["history"]]
+    assert [set(x) for x in a] == [set(x) for x in b] and "critic/grad_norm" in a[-1]
+    for x, y in zip(a, b, strict=True):
+        for k in x:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), k
+    from safetensors.torch import load_file
+
+    ha = load_file(f"{one['checkpoint']}/target_critic/heads.safetensors")
+    hb = load_file(f"{two['checkpoint']}/target_critic/heads.safetensors")
+    assert a[-1]["critic/grad_norm"] > 0  # the critic took steps (chai.critic.lr > 0)
+    for k in ha:
+        torch.testing.assert_close(hb[k], ha[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert two["history"][-1]["learner/ranks"] == 2.0
+
+    cfg = load_config(overrides=[*group_overrides(tmp_path / "two", coin_sft, 2, *CHAI),
+                                 "train.iterations=2", "train.resume=true"])
+    group = LearnerGroup(cfg, context(tmp_path / "two", coin_sft))
+    try:
+        group.load(two["checkpoint"])
+        acting = group.acting()
+        assert acting.chooser is not None and acting.chooser_version == 2
+        assert acting.version == 0 and not group.exports  # the frozen policy: no weights
+        heads = {f"{name}.{k}": v for name in ("q1", "q2", "v1", "v2")
+                 for k, v in getattr(acting.chooser.critic, name).state_dict().items()}
+        for k in hb:
+            torch.testing.assert_close(heads[k], hb[k], msg=k)
+    finally:
+        group.close()
+
+
+@pytest.fixture(scope="module")
+def coin_data(tmp_path_factory):
+    """200 logged coin-flip episodes of SayYes (the offline methods' dataset)."""
+    from archer.evaluation import collect
+
+    tmp = tmp_path_factory.mktemp("coin_data")
+    collect(load_config(overrides=["env.id=user_envs:SayYes-v0", "collect.agent=user_envs:coin_agent",
+                                   "collect.episodes=200", f"output_dir={tmp}"]),
+            tmp / "d.jsonl", progress=False)
+    return tmp / "d.jsonl"
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("ray_two_cpus")
+@pytest.mark.parametrize("algo, extra", [
+    ("bc", ("bc.batch_size=32",)),  # trains with dropout on: the per-part RNG streams
+])
+def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coin_sft,  # noqa: F811
+                                                                   coin_data, algo, extra):
+    """BC cuts every step's rows into batch_size / micro_batch_size parts in a DeepSpeed
+    engine and splits them over the ranks: the same metrics and final weights as a group of
+    one (one epoch of 7 steps)."""
+    def offline(out, ranks):
+        cfg = load_config(overrides=[
+            *base_overrides(out, coin_sft), f"algo={algo}", f"data.path={coin_data}",
+            f"cluster.learner_ranks={ranks}", "cluster.cpus_per_learner=0.5",
+            "train.iterations=1", "train.save_every=1", "eval.episodes=16", *extra])
+        return loop.run(cfg, **QUIET)
+
+    one, two = offline(tmp_path / "one", 1), offline(tmp_path / "two", 2)
+    prefixes = (f"{algo}/", "actor/", "critic/")
+    a = [{k: v for k, v in h.items() if k.startswith(prefixes)} for h in one["history"]]
+    b = [{k: v for k, v in h.items() if k.startswith(prefixes)} for h in two["history"]]
+    assert [set(x) for x in a] == [set(x) for x in b]
+    assert any(k.endswith("grad_norm") for k in a[-1])  # a step was taken and compared
+    for x, y in zip(a, b, strict=True):
+        for k in x:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), k
+    assert two["history"][-1]["learner/ranks"] == 2.0
+    wa, wb = weights(one), weights(two)
+    moved = max(float((wa[k] - weights_at_start(coin_sft)[k]).abs().max()) for k in wa)
+    assert moved > 1e-4  # the policy did train
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
 _START = {}
 
 
@@ -177,7 +268,12 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["algo=chai"], "a learner group runs"),
+    (["algo=ilql"], "a learner group runs"),
+    (["algo=bc", "bc.batch_size=24"], r"bc.batch_size / deepspeed.micro_batch_size = 24 / 8"),
+    (["algo=bc", "train.init_policy=null"], "starts from a saved policy"),
+    (["algo=refit"], "a learner group runs"),
+    (["algo=chai", "chai.critic.batch_size=16", "chai.critic.micro_batch_size=16"],
+     r"chai.critic.batch_size / micro_batch_size = 1\)"),
     (["algo=ppo", "ppo.micro_batches=3"], "must divide ppo.micro_batches"),
     (["algo=filtered_bc", "filtered_bc.batch_size=24"], "micro-batches of one step"),
     (["algo=reinforce", "rollout.group_size=4", "reinforce.micro_batches=3"],
