@@ -202,11 +202,11 @@ class Config:
             errors.append(("cluster.learner_ranks", f"must divide {self.algo}.micro_batches (the "
                            f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
                            f"), got {n}"))
-        if self.algo == "filtered_bc":
-            rows, micro = self.filtered_bc.batch_size, self.deepspeed.micro_batch_size
+        if self.algo in ("filtered_bc", "bc"):
+            rows, micro = getattr(self, self.algo).batch_size, self.deepspeed.micro_batch_size
             if rows % micro or (rows // micro) % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
-                               f"step (filtered_bc.batch_size / deepspeed.micro_batch_size = "
+                               f"step ({self.algo}.batch_size / deepspeed.micro_batch_size = "
                                f"{rows} / {micro}, whole), got {n}"))
         if self.algo == "archer":
             a = self.archer
@@ -216,17 +216,10 @@ class Config:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
                                f"actor step ({rows // micro}), "
                                f"got {n}"))
-        if self.algo == "bc":
-            key, rows = "bc", self.bc.batch_size
-            micro = self.deepspeed.micro_batch_size
-            if rows % micro or (rows // micro) % n:
-                errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
-                               f"step ({key}.batch_size / deepspeed.micro_batch_size = "
-                               f"{rows} / {micro}, whole), got {n}"))
-            if not (self.train.init_policy or self.model.path):
-                errors.append(("train.init_policy", f"algo={self.algo} in a learner group "
-                               "starts from a saved policy, which the driver loads too: set "
-                               "train.init_policy or model.path (e.g. `archer sft` of the data)"))
+        if self.algo == "bc" and not (self.train.init_policy or self.model.path):
+            errors.append(("train.init_policy", "algo=bc in a learner group starts from a "
+                           "saved policy, which the driver loads too: set train.init_policy or "
+                           "model.path (e.g. `archer sft` of the data)"))
         if self.algo in ("archer", "chai"):
             c = getattr(self, self.algo).critic
             parts = -(-c.batch_size // c.micro_batch_size)

@@ -49,6 +49,11 @@ class PlacementError(DistributedError):
     """The cluster cannot hold the learner group's bundles."""
 
 
+def _chooser_version(acting: Acting) -> int | None:
+    """The version of the algorithm's chooser; None when it acts without one."""
+    return acting.chooser_version if acting.chooser is not None else None
+
+
 @ray.remote
 class LearnerRank:
     """One rank: a process-group member that builds and trains the algorithm."""
@@ -87,7 +92,7 @@ class LearnerRank:
                              "(engine_acting), whose weights a learner group exports")
         return {"data": self.algo.data, "version": acting.version,
                 "exports": acting.buckets is not None,
-                "chooser_version": acting.chooser_version if acting.chooser else None,
+                "chooser_version": _chooser_version(acting),
                 "node": ray.get_runtime_context().get_node_id()}
 
     def learn(self, new: list[Trajectory], iteration: int,
@@ -103,7 +108,7 @@ class LearnerRank:
         counts = {k: COUNTS[k] - before[k] for k in COUNTS}
         acting = self.algo.acting()
         return {"metrics": metrics, "counts": counts, "version": acting.version,
-                "chooser_version": acting.chooser_version if acting.chooser else None}
+                "chooser_version": _chooser_version(acting)}
 
     def chooser(self) -> Any:
         """The acting rule on top of the policy (CHAI's `CriticChooser`), pickled whole by
@@ -135,7 +140,7 @@ class LearnerRank:
         torch.set_rng_state(state["torch"])
         acting = self.algo.acting()
         return {"version": acting.version,
-                "chooser_version": acting.chooser_version if acting.chooser else None}
+                "chooser_version": _chooser_version(acting)}
 
 
 class LearnerGroup:
