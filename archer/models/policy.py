@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,15 +92,19 @@ def _preallocated_cache(config: Any, room: int) -> Any:
             Cache.__init__(self, layers=[Layer() for _ in range(n_layers)])
 
         @classmethod
-        def joined(cls, parts: list[Any]) -> Any:
-            """One cache holding the rows of `parts` in order: caches prefilled from
-            prompts of the same (padded) width. Each part's buffers are freed as they are
-            copied, so the join costs one layer's keys and values at most."""
+        def joined(cls, parts: list[Any], rows: torch.Tensor | None = None) -> Any:
+            """One cache holding the rows of `parts` in order (caches prefilled from
+            prompts of the same padded width), then, given `rows` [B], row `rows[b]` of
+            that as its row b (a prompt shared by several rows was prefilled once). Each
+            part's buffers are freed as they are copied, so the join costs one layer's keys
+            and values at most."""
             whole = cls()
             for i, layer in enumerate(whole.layers):
                 pieces = [part.layers[i] for part in parts]
-                layer.k_buf = torch.cat([x.k_buf for x in pieces])
-                layer.v_buf = torch.cat([x.v_buf for x in pieces])
+                for name in ("k_buf", "v_buf"):
+                    buf = [getattr(x, name) for x in pieces]
+                    buf = torch.cat(buf) if len(buf) > 1 else buf[0]
+                    setattr(layer, name, buf if rows is None else buf.index_select(0, rows))
                 layer.length = pieces[0].length
                 for x in pieces:
                     x.k_buf = x.v_buf = x.keys = x.values = None
@@ -109,6 +114,26 @@ def _preallocated_cache(config: Any, room: int) -> Any:
             return whole
 
     return Preallocated()
+
+
+def distinct_rows(ids: torch.Tensor,
+                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first, inverse) for a left-padded batch whose rows repeat: `first` [U] the index of
+    each distinct (ids, mask) row's first occurrence, ascending, and `inverse` [B] the
+    position in `first` of each row's twin, so row b is row first[inverse[b]]. None when
+    every row is distinct. (The mask counts: a row that starts with a real pad-id token is
+    not its padded twin.)"""
+    key = torch.cat([ids, mask.to(ids.dtype)], 1)  # [B, 2T]
+    uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
+    n, u = key.shape[0], uniq.shape[0]
+    if u == n:
+        return None
+    first = torch.full((u,), n, dtype=torch.long, device=ids.device).scatter_reduce(
+        0, inverse, torch.arange(n, device=ids.device), "amin")  # [U], in unique()'s order
+    order = first.argsort()  # the distinct rows in the batch's order
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(u, device=ids.device)
+    return first[order], rank[inverse]
 
 
 def _returned_cache(out: Any) -> Any:
@@ -460,7 +485,10 @@ class Policy:
         self.model.eval()
         # Chunks of similar prompt lengths: a chunk is left-padded to its longest prompt, so
         # random chunks of a buffer's states (lengths 10 to 200+) mostly compute padding.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        # Equal prompts next to each other too (a chunk prefills each distinct prompt once);
+        # crc32, not hash(), so the order is the same in every process.
+        order = sorted(range(len(prompts)),
+                       key=lambda i: (len(prompts[i]), zlib.crc32(prompts[i].numpy().tobytes())))
         action_ids: list[list[int]] = [[] for _ in prompts]
         logprobs: list[list[float]] = [[] for _ in prompts]
         step = chunk_size or max(1, len(observations))
@@ -557,9 +585,9 @@ class Policy:
         # transformers 5 calls the KV cache `cache` (`past_key_values` is deprecated)
         kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
             else "past_key_values"
-        past, logits = self._prefill(ids, mask, positions, sampling.max_new_tokens, kw)
-        if guide is not None and len(seen) > 1:  # the prefill's forwards, one per row part
-            seen[:] = [torch.cat(seen)]
+        past, logits, twins = self._prefill(ids, mask, positions, sampling.max_new_tokens, kw)
+        if guide is not None:  # the prefill's forwards, one per row part
+            seen[:] = [torch.cat(seen) if twins is None else torch.cat(seen)[twins]]
         next_pos = positions[:, -1:] + 1  # [B, 1]
         finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in range(batch)]
@@ -592,32 +620,47 @@ class Policy:
         return generated, logprobs
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 room: int, kw: str) -> tuple[Any, torch.Tensor]:
-        """The prompts' forward: (the KV cache, with `room` steps to grow, and the last
-        position's logits [B, V]), `PREFILL_ROWS` rows per forward into preallocated caches
-        that are then joined. A whole chunk at once holds the MLP and attention activations of
+                 room: int, kw: str) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+        """The prompts' forward: (the KV cache, with `room` steps to grow, the last
+        position's logits [B, V], and the `distinct_rows` inverse [B] or None).
+
+        A prompt that several rows share (n samples of one state: a critic phase draws each
+        buffer state about five times, GRPO groups, the first turn of every episode) is
+        prefilled once and its keys, values and logits copied to its twins, as vLLM shares a
+        prompt between the n samples of a request; each row then decodes from its own seed.
+        The distinct prompts go `PREFILL_ROWS` rows per forward into preallocated caches that
+        are then joined: a whole chunk at once holds the MLP and attention activations of
         every row of a long prompt (at 64 x 512 tokens of GPT-2 4 x 256, 0.65 GB beside the
-        cache); decoding, one token a step, keeps the whole chunk. The rows of a batch do not
-        interact, so a row's numbers are the same either way but for float rounding (a
+        cache), where decoding, one token a step, keeps the whole chunk. The rows of a batch do
+        not interact, so a row's numbers are the same either way but for float rounding (a
         matmul's blocking depends on its row count)."""
         # A model whose layers the preallocated cache does not cover builds its own cache,
-        # which is not joined: its prompts go in one forward.
+        # which is neither joined nor shared: its prompts go in one forward.
         cache = _preallocated_cache(self.model.config, room)
-        step = PREFILL_ROWS if cache is not None else ids.shape[0]
+        if cache is None:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1)
+            return _returned_cache(out), out.logits[:, -1], None
+        shared = distinct_rows(ids, mask)
+        first, twins = shared if shared is not None else (None, None)
+        if first is not None:
+            ids, mask, positions = ids[first], mask[first], positions[first]
         parts, logits = [], []
-        for start in range(0, ids.shape[0], step):
-            rows = slice(start, start + step)
+        for start in range(0, ids.shape[0], PREFILL_ROWS):
+            rows = slice(start, start + PREFILL_ROWS)
             if start:  # each part fills a cache of its own
                 cache = _preallocated_cache(self.model.config, room)
             out = self.model(input_ids=ids[rows], attention_mask=mask[rows],
                              position_ids=positions[rows], use_cache=True, logits_to_keep=1,
-                             **({} if cache is None else {kw: cache}))
+                             **{kw: cache})
             parts.append(_returned_cache(out))
             logits.append(out.logits[:, -1])  # [rows, V]
             del out
-        if len(parts) == 1:
-            return parts[0], logits[0]
-        return type(parts[0]).joined(parts), torch.cat(logits)
+        logits = torch.cat(logits) if len(logits) > 1 else logits[0]
+        if len(parts) == 1 and twins is None:
+            return parts[0], logits, None
+        past = type(parts[0]).joined(parts, twins)
+        return past, (logits if twins is None else logits[twins]), twins
 
     @staticmethod
     def _choose(

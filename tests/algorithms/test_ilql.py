@@ -189,6 +189,22 @@ def test_guided_sampling_reads_every_row_of_a_prefill_in_parts(policy, monkeypat
         assert a == pytest.approx(b, abs=1e-5)
 
 
+def test_guided_rows_that_share_a_prompt_read_its_one_prefill(policy):
+    """A prompt repeated in a chunk is prefilled once; the guide reads that forward's hidden
+    state for each of its rows, so every guided row equals that row sampled alone."""
+    width = policy.model.get_output_embeddings().weight.shape
+    torch.manual_seed(0)
+    heads = ILQLHeads(int(width[1]), int(width[0]))
+    guide = ValueGuide(heads, make_targets(heads), 4.0, 20)
+    obs = [f"Question {i}:\n" + "Is it red? No.\n" * i for i in (2, 0, 2, 1, 2)]
+    s = Sampling(max_new_tokens=4)
+    together = policy.generate(obs, s, seeds=list(range(5)), guide=guide)
+    for i, o in enumerate(obs):
+        alone = policy.generate([o], s, seeds=[i], guide=guide)
+        assert together.action_ids[i] == alone.action_ids[0]
+        assert together.logprobs[i] == pytest.approx(alone.logprobs[0], abs=1e-5)
+
+
 def test_a_collector_acts_through_the_guide(policy):
     """Rollout workers and the in-process collector share `rollout_chunk`: a guide pushed with
     `set_chooser` decides their utterances (here one whose Q favours the "yes" token at every

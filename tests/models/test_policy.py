@@ -199,15 +199,17 @@ def test_chunk_size_does_not_change_results(policy):
 def test_the_preallocated_kv_cache_samples_exactly_what_the_models_own_cache_does(
         policy, monkeypatch):
     """The sampling loop's cache writes keys and values in place; attention reads the same
-    numbers as from transformers' growing DynamicCache, so ids and log-probs are bit-equal."""
+    numbers as from transformers' growing DynamicCache, so ids and log-probs are bit-equal.
+    (Distinct prompts: a repeated one is prefilled once, which changes float rounding.)"""
     import archer.models.policy as policy_module
 
     s = Sampling(max_new_tokens=16)
     cache = policy_module._preallocated_cache(policy.model.config, s.max_new_tokens)
     assert cache is not None  # this transformers has the layer API: the fast path is tested
-    ours = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=5)
+    obs = OBSERVATIONS[:8] + [o + "Is it big? No.\n" for o in OBSERVATIONS[:4]]
+    ours = policy.generate(obs, s, seeds=list(range(12)), chunk_size=5)
     monkeypatch.setattr(policy_module, "_preallocated_cache", lambda *_: None)
-    theirs = policy.generate(OBSERVATIONS[:12], s, seeds=list(range(12)), chunk_size=5)
+    theirs = policy.generate(obs, s, seeds=list(range(12)), chunk_size=5)
     assert ours.action_ids == theirs.action_ids and ours.logprobs == theirs.logprobs
     assert any(len(ids) == s.max_new_tokens for ids in ours.action_ids)  # the room is filled
 
@@ -346,3 +348,36 @@ def test_a_prefill_in_row_parts_samples_exactly_what_one_prefill_does(policy, mo
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
         np.testing.assert_allclose(c, b, rtol=0, atol=1e-5)
     assert any(len(ids) == s.max_new_tokens for ids in parts.action_ids)  # the room is filled
+
+
+def test_rows_that_share_a_prompt_share_one_prefill_and_sample_from_their_own_seeds(policy):
+    """A prompt repeated in a chunk (n samples of one state) is prefilled once and its cache
+    and logits copied to its twins; each row still samples from its own seed, so every row
+    equals that row sampled alone (ids exactly, log-probs to float rounding)."""
+    obs = [OBSERVATIONS[i] for i in (3, 5, 3, 3, 0, 5, 7, 3)]
+    s = Sampling(max_new_tokens=16)
+    recorder = Recorder(policy.model)
+    actor = Policy(recorder, policy.tokenizer, max_context_tokens=policy.max_context_tokens,
+                   reserve=policy.reserve)
+    shared = actor.generate(obs, s, seeds=list(range(8)))
+    assert sorted(map(tuple, recorder.first_rows)) == sorted(
+        {tuple(policy.prompt_ids(o)) for o in obs})  # one prefill row per distinct prompt
+    for i, o in enumerate(obs):
+        alone = policy.generate([o], s, seeds=[i])
+        assert shared.action_ids[i] == alone.action_ids[0]
+        np.testing.assert_allclose(shared.logprobs[i], alone.logprobs[0], rtol=0, atol=1e-5)
+    twins = [shared.action_ids[i] for i in (0, 2, 3, 7)]  # one state, four seeds
+    assert len({tuple(t) for t in twins}) > 1
+
+
+def test_distinct_rows_tells_a_real_pad_id_from_padding():
+    from archer.models.policy import distinct_rows
+
+    pad = 0
+    ids = torch.tensor([[pad, 4, 5], [pad, 4, 5], [7, 8, 9], [pad, 4, 5], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1], [1, 1, 1], [0, 1, 1], [1, 1, 1]])
+    first, inverse = distinct_rows(ids, mask)
+    assert first.tolist() == [0, 1, 2]  # rows 0 and 1 differ in their mask only
+    assert inverse.tolist() == [0, 1, 2, 0, 2]
+    assert torch.equal(ids[first][inverse], ids) and torch.equal(mask[first][inverse], mask)
+    assert distinct_rows(ids[:3], mask[:3]) is None
