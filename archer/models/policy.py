@@ -263,8 +263,13 @@ def inverse_cdf_sample(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     never returned. Much faster than `torch.multinomial` on CPU for one draw per row."""
     cdf = probs.cumsum(-1)  # [B, V]
     idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)  # [B]
-    last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # last index with p > 0
-    return torch.minimum(idx, last)
+    # The first index whose cdf exceeds u * total has p > 0 (a zero p leaves the cdf where it
+    # was). Only where u * total rounds up to the total does it run past the end: there the
+    # draw is the last index with p > 0 (three passes over [rows, V], so only for those rows).
+    over = idx >= probs.shape[-1]
+    if bool(over.any()):
+        idx[over] = probs.shape[-1] - 1 - (probs[over].flip(-1) > 0).int().argmax(-1)
+    return idx
 
 
 TRAINING_HEADS = "_archer_training_heads"
@@ -676,7 +681,8 @@ class Policy:
         if temperature == 0:
             token = logits.argmax(-1)  # [B]
             return token, torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
-        logp = torch.log_softmax(logits / temperature, dim=-1)  # [B, V]
+        logp = torch.log_softmax(logits if temperature == 1 else logits / temperature,
+                                 dim=-1)  # [B, V]
         probs = logp.exp()  # [B, V]
         if top_p < 1.0:
             sorted_p, order = probs.sort(-1, descending=True)  # [B, V]
@@ -785,7 +791,8 @@ class Policy:
                 if hook is not None:
                     hook.remove()
             logits = out.logits[:, -(longest + 1) : -1]  # [B, L, V] predicting columns T-L..T-1
-            logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, L, V]
+            logits = logits.float() if temperature == 1 else logits.float() / temperature
+            logp = torch.log_softmax(logits, dim=-1)  # [B, L, V]
             targets = batch.input_ids[:, width - longest :]  # [B, L]
             picked = logp.gather(-1, targets[:, :, None]).squeeze(-1)  # [B, L]
             picked = picked * batch.action_mask[:, width - longest :]  # [B, L]

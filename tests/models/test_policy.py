@@ -324,9 +324,10 @@ def test_inverse_cdf_sample_draws_from_the_row_distribution():
     assert torch.allclose(freq, probs.double(), atol=0.005)
     assert freq[[0, 2, 5]].sum() == 0  # zero-probability ids are never drawn
     # the edges: u = 0 takes the first id with p > 0 (1); u just below 1 the last one (4);
-    # u = 0.2 sits on the boundary of the cumulative 0.2 and goes right, to id 3
-    edges = inverse_cdf_sample(probs.repeat(3, 1), torch.tensor([0.0, 1 - 2**-24, 0.2]))
-    assert edges.tolist() == [1, 4, 3]
+    # u = 0.2 sits on the boundary of the cumulative 0.2 and goes right, to id 3; u * total
+    # rounded up to the total (u = 1 here) runs past the end and takes the last id with p > 0
+    edges = inverse_cdf_sample(probs.repeat(4, 1), torch.tensor([0.0, 1 - 2**-24, 0.2, 1.0]))
+    assert edges.tolist() == [1, 4, 3, 4]
 
 
 def test_a_prefill_in_row_parts_samples_exactly_what_one_prefill_does(policy, monkeypatch):
