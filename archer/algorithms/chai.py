@@ -31,12 +31,11 @@ import torch
 from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext
 from archer.algorithms.archer import ArCHer
-from archer.algorithms.updates import draw_seeds
+from archer.algorithms.updates import draw_seeds, sample
 from archer.buffer.store import EpisodeStore
 from archer.errors import CheckpointError
 from archer.models.critic import DoubleCritic, build_critic, make_target
 from archer.models.policy import Policy, Sampling
-from archer.rollout.collector import act_utterances
 
 if TYPE_CHECKING:
     from archer.config import ArcherConfig, Config
@@ -90,18 +89,12 @@ class CHAI(ArCHer):
         return m
 
     def _fresh(self, states: list[str]) -> list[str]:
-        """a* for the V targets: the reranked policy's utterance for each state. A learner
-        rank samples and reranks its part of the rows, each from its own seed, and gets every
-        row back in order."""
-        if not parallel.in_group():
-            return act_utterances(self.policy, states, self.sampling,
-                                  chunk_size=self.generation_batch, chooser=self._chooser()).texts
-        seeds = draw_seeds(len(states))  # the same on every rank
-        mine = parallel.split_rows(len(states))
-        texts = act_utterances(self.policy, [states[i] for i in mine], self.sampling,
-                               seeds=[seeds[i] for i in mine], chunk_size=self.generation_batch,
-                               chooser=self._chooser()).texts
-        return parallel.gather(texts)
+        """a* for the V targets: the reranked policy's utterance for each state. Learner
+        ranks sample and rerank their parts of the rows, each from its own seed (`sample`);
+        in one process the rows draw from torch's global generator."""
+        seeds = draw_seeds(len(states)) if parallel.in_group() else None
+        return sample(self.policy, None, states, self.sampling, self.generation_batch,
+                      seeds=seeds, chooser=self._chooser()).texts
 
     def _chooser(self) -> CriticChooser:
         return CriticChooser(self.target, self.candidates)

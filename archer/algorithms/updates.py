@@ -13,6 +13,7 @@ those against train.max_nonfinite.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from archer.algorithms import parallel
 from archer.algorithms.losses import kl_k3
 from archer.metrics import COUNTS, count
 from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
+from archer.rollout.collector import ActingRule, act_utterances
 from archer.types import Trajectory
 
 Metrics = dict[str, float]
@@ -37,20 +39,23 @@ same forward as the policy's (a value head on the policy; ILQL's heads)."""
 
 
 def sample(policy: Policy, engine: Any, observations: Sequence[str], sampling: Sampling,
-           chunk_size: int, seeds: Sequence[int] | None = None) -> Generation:
+           chunk_size: int, seeds: Sequence[int] | None = None,
+           chooser: ActingRule | None = None) -> Generation:
     """Fresh utterances for `observations`, `chunk_size` rows per forward, under
-    `engine.gathered_parameters()` (the whole weights under ZeRO-3, else a no-op). Under
-    several learner ranks each samples its share of the rows (each row from its own seed, so
-    the split does not change them) and all ranks get every row back, in order."""
+    `engine.gathered_parameters()` (the whole weights under ZeRO-3, else a no-op; no engine:
+    a frozen policy), acting through `chooser` if given (CHAI's reranking; see
+    `act_utterances`). Under several learner ranks each samples its share of the rows (each
+    row from its own seed, so the split does not change them) and all ranks get every row
+    back, in order."""
     obs = list(observations)
     size = parallel.world()[1]
     if size > 1 and seeds is None:
         raise ValueError("fresh samples split over learner ranks need a seed per row")
     mine = parallel.split_rows(len(obs))
-    with engine.gathered_parameters():
-        gen = policy.generate([obs[i] for i in mine], sampling,
-                              seeds=None if seeds is None else [int(seeds[i]) for i in mine],
-                              chunk_size=chunk_size)
+    with engine.gathered_parameters() if engine is not None else contextlib.nullcontext():
+        gen = act_utterances(policy, [obs[i] for i in mine], sampling,
+                             seeds=None if seeds is None else [int(seeds[i]) for i in mine],
+                             chunk_size=chunk_size, chooser=chooser)
     if size == 1:
         return gen
     rows = parallel.gather(list(zip(gen.texts, gen.action_ids, gen.logprobs, strict=True)))
