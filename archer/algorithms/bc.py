@@ -60,11 +60,11 @@ def offline_engine(cfg: Config, policy: Policy, *, lr: float, batch_size: int,
     module). In the driver: the single-process torch engine, one micro-batch per step of
     `batch_size`. In a learner group: a DeepSpeed engine (`cfg.deepspeed`: its ZeRO stage,
     precision and micro-batch size), so a step is `batch_size / deepspeed.micro_batch_size`
-    micro-batches whatever the number of ranks, each rank running its share of them (only BC
-    runs in a learner group so far). BC steps with `policy_step(micro_batch_size=None)`,
-    which cuts a step's rows into that many near-even parts (its last step of an epoch is
-    shorter); the parts, and so the dropout streams of each, do not depend on the number of
-    ranks."""
+    micro-batches whatever the number of ranks, each rank running its share of them (BC,
+    Refit and Swift run in a learner group). They step with
+    `policy_step(micro_batch_size=None)`, which cuts a step's rows into that many near-even
+    parts (BC's last step of an epoch is shorter; Refit's rows are the turns of its episodes);
+    the parts, and so the dropout streams of each, do not depend on the number of ranks."""
     from archer.config import DeepSpeedConfig
     from archer.distributed.engine import build_actor_engine
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext, engine_acting
 from archer.algorithms.bc import (
     Example,
@@ -77,6 +78,13 @@ class RewardWeighted:
                  episodes: list[list[Example]], weights: list[float], epochs: int, seed: int):
         if not episodes:
             raise DatasetError("the dataset has no episode with a non-empty agent utterance")
+        parts = int(engine.gradient_accumulation_steps) * parallel.world()[1]
+        last = len(episodes) % s.batch_size
+        if 0 < last < parts:  # each episode gives a step one row at least
+            raise DatasetError(f"the dataset's {len(episodes)} episodes leave a last step of "
+                               f"{last} per epoch, fewer than the {parts} micro-batches a step "
+                               f"is cut into: change {prefix}.batch_size or "
+                               "deepspeed.micro_batch_size")
         self.s, self.prefix, self.policy, self.engine = s, prefix, policy, engine
         self.episodes, self.weights = episodes, weights
         self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)
@@ -101,7 +109,8 @@ class RewardWeighted:
                 return weighted_logp_loss(logp, sub.action_mask.to(logp.device),
                                           row_w[idx].to(logp.device), n, prefix=self.prefix)
 
-            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows),
+            # the step's turns in near-even parts, one per micro-batch of the engine
+            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=None,
                             prefix=self.prefix)
             self.scheduler.step()
             history.append({**m, f"{self.prefix}/weight_mean":
@@ -128,7 +137,8 @@ def start(cfg: Config, run: RunContext, s: RefitConfig | SwiftConfig,
           ) -> tuple[Policy, Any, list[str], list[Trajectory]]:
     """The dataset `cfg.data.path` (each episode with its "file, line" location) and the policy
     at `run.init_policy`, else `model.path`, else a tiny model with a tokenizer trained on the
-    data, inside the single-process torch engine (one micro-batch per step, as BC's)."""
+    data, inside BC's engine (`offline_engine`: one micro-batch per step in the driver, a DeepSpeed
+    engine in a learner group)."""
     from archer.models.builders import build_policy
 
     assert cfg.data.path is not None  # Config checks it for the offline algorithms

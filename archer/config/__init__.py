@@ -202,7 +202,7 @@ class Config:
             errors.append(("cluster.learner_ranks", f"must divide {self.algo}.micro_batches (the "
                            f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
                            f"), got {n}"))
-        if self.algo in ("filtered_bc", "bc"):
+        if self.algo in ("filtered_bc", "bc", "refit", "swift"):
             rows, micro = getattr(self, self.algo).batch_size, self.deepspeed.micro_batch_size
             if rows % micro or (rows // micro) % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
@@ -216,9 +216,10 @@ class Config:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
                                f"actor step ({rows // micro}), "
                                f"got {n}"))
-        if self.algo == "bc" and not (self.train.init_policy or self.model.path):
-            errors.append(("train.init_policy", "algo=bc in a learner group starts from a "
-                           "saved policy, which the driver loads too: set train.init_policy or "
+        if self.algo in ("bc", "refit", "swift") and not (self.train.init_policy
+                                                          or self.model.path):
+            errors.append(("train.init_policy", f"algo={self.algo} in a learner group starts "
+                           "from a saved policy, which the driver loads too: set train.init_policy or "
                            "model.path (e.g. `archer sft` of the data)"))
         if self.algo in ("archer", "chai"):
             c = getattr(self, self.algo).critic

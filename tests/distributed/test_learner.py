@@ -183,12 +183,13 @@ def coin_data(tmp_path_factory):
 @pytest.mark.usefixtures("ray_two_cpus")
 @pytest.mark.parametrize("algo, extra", [
     ("bc", ("bc.batch_size=32",)),  # trains with dropout on: the per-part RNG streams
+    ("refit", ("refit.batch_size=16", "refit.lr=1e-3")),  # a step's rows: its episodes' turns
 ])
 def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coin_sft,  # noqa: F811
                                                                    coin_data, algo, extra):
-    """BC cuts every step's rows into batch_size / micro_batch_size parts in a DeepSpeed
-    engine and splits them over the ranks: the same metrics and final weights as a group of
-    one (one epoch of 7 steps)."""
+    """BC and Refit cut every step's rows into batch_size / micro_batch_size parts in a
+    DeepSpeed engine and split them over the ranks: the same metrics and final weights as a
+    group of one (one epoch: BC's 7 steps of 32 turns, Refit's 13 steps of 16 episodes)."""
     def offline(out, ranks):
         cfg = load_config(overrides=[
             *base_overrides(out, coin_sft), f"algo={algo}", f"data.path={coin_data}",
@@ -266,7 +267,9 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
     (["algo=ilql"], "a learner group runs"),
     (["algo=bc", "bc.batch_size=24"], r"bc.batch_size / deepspeed.micro_batch_size = 24 / 8"),
     (["algo=bc", "train.init_policy=null"], "starts from a saved policy"),
-    (["algo=refit"], "a learner group runs"),
+    (["algo=dpo"], "a learner group runs"),
+    (["algo=refit", "refit.batch_size=24"], r"refit.batch_size / deepspeed.micro_batch_size"),
+    (["algo=swift", "train.init_policy=null"], "algo=swift in a learner group starts from"),
     (["algo=chai", "chai.critic.batch_size=16", "chai.critic.micro_batch_size=16"],
      r"chai.critic.batch_size / micro_batch_size = 1\)"),
     (["algo=ppo", "ppo.micro_batches=3"], "must divide ppo.micro_batches"),
