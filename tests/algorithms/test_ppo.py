@@ -145,7 +145,7 @@ def _overrides(tmp, init, env, iterations):
 
 
 @pytest.mark.parametrize("env,iterations,value_model,kl", [
-    ("SayYes-v0", 6, "separate", 0.0), ("SayYesThrice-v0", 10, "separate", 0.0),
+    ("SayYes-v0", 6, "separate", 0.0), ("SayYesThrice-v0", 10, "separate", 0.1),
     ("SayYes-v0", 6, "shared", 0.0), ("SayYesThrice-v0", 16, "shared", 0.1)],
     ids=["one-turn", "three-turns", "one-turn-shared", "three-turns-shared"])
 def test_token_ppo_learns(tmp_path, coin_start, env, iterations, value_model, kl):
@@ -156,7 +156,10 @@ def test_token_ppo_learns(tmp_path, coin_start, env, iterations, value_model, kl
     iterations on three turns; at 10 it reached 0.375 from 0.125 in one run). On three turns
     the shared head without a KL anchor collapsed to answering no in 2 of 3 seeds (16
     iterations, seeds 0-2: 0.0, 1.0, 0.0); a small KL to the start keeps it sampling yes
-    (ppo.kl_coef=0.1: 0.94, 0.94, 0.97)."""
+    (ppo.kl_coef=0.1: 0.94, 0.94, 0.97). The separate value model without it collapsed too
+    (10 iterations, seeds 0-4: 0.44, 0.97, 0.0, 0.95, 0.94; seed 0 was 0.95 before rows that
+    share a prompt shared their prefill, which changed float rounding); with
+    ppo.kl_coef=0.1: 0.94, 0.94, 0.91, 0.91, 0.77."""
     overrides = [*_overrides(tmp_path, coin_start[env], env, iterations),
                  f"ppo.value_model={value_model}", f"ppo.kl_coef={kl}"]
     result = loop.run(load_config(overrides=overrides), **QUIET)
