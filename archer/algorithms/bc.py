@@ -77,6 +77,18 @@ def offline_engine(cfg: Config, policy: Policy, *, lr: float, batch_size: int,
     return engine
 
 
+def check_last_step(count: int, batch_size: int, engine: Any, what: str, key: str) -> None:
+    """Refuse a dataset of `count` items (`what`) whose last step of an epoch, `count %
+    batch_size` of them, has fewer than the micro-batches a step is cut into (the engine's, over
+    every learner rank): `policy_step(micro_batch_size=None)` gives each part a row at least."""
+    parts = int(engine.gradient_accumulation_steps) * parallel.world()[1]
+    last = count % batch_size
+    if 0 < last < parts:
+        raise DatasetError(f"the dataset's {count} {what} leave a last step of {last} per "
+                           f"epoch, fewer than the {parts} micro-batches a step is cut into: "
+                           f"change {key}.batch_size or deepspeed.micro_batch_size")
+
+
 def save_scheduled(directory: Path, name: str, policy: Policy, engine: Any,
                    scheduler: Any, rng: random.Random, version: int) -> None:
     """An offline method's checkpoint: the policy and engine, then its scheduler, RNG and
@@ -135,12 +147,7 @@ class BC:
                  epochs: int, seed: int, episodes: int = 0):
         if not examples:
             raise DatasetError("the dataset has no non-empty agent utterance to learn from")
-        parts = int(engine.gradient_accumulation_steps) * parallel.world()[1]
-        last = len(examples) % s.batch_size
-        if 0 < last < parts:
-            raise DatasetError(f"the dataset's {len(examples)} agent turns leave a last step of "
-                               f"{last} per epoch, fewer than the {parts} micro-batches a step "
-                               "is cut into: change bc.batch_size or deepspeed.micro_batch_size")
+        check_last_step(len(examples), s.batch_size, engine, "agent turns", "bc")
         self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
         self.steps_per_epoch = math.ceil(len(examples) / s.batch_size)
         total = self.steps_per_epoch * epochs

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext, engine_acting
 from archer.algorithms.bc import (
     Example,
+    check_last_step,
     load_scheduled,
     offline_engine,
     save_scheduled,
@@ -78,13 +78,8 @@ class RewardWeighted:
                  episodes: list[list[Example]], weights: list[float], epochs: int, seed: int):
         if not episodes:
             raise DatasetError("the dataset has no episode with a non-empty agent utterance")
-        parts = int(engine.gradient_accumulation_steps) * parallel.world()[1]
-        last = len(episodes) % s.batch_size
-        if 0 < last < parts:  # each episode gives a step one row at least
-            raise DatasetError(f"the dataset's {len(episodes)} episodes leave a last step of "
-                               f"{last} per epoch, fewer than the {parts} micro-batches a step "
-                               f"is cut into: change {prefix}.batch_size or "
-                               "deepspeed.micro_batch_size")
+        # each episode gives a step one row at least
+        check_last_step(len(episodes), s.batch_size, engine, "episodes", prefix)
         self.s, self.prefix, self.policy, self.engine = s, prefix, policy, engine
         self.episodes, self.weights = episodes, weights
         self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)

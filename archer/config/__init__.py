@@ -219,8 +219,8 @@ class Config:
         if self.algo in ("bc", "refit", "swift") and not (self.train.init_policy
                                                           or self.model.path):
             errors.append(("train.init_policy", f"algo={self.algo} in a learner group starts "
-                           "from a saved policy, which the driver loads too: set train.init_policy or "
-                           "model.path (e.g. `archer sft` of the data)"))
+                           "from a saved policy, which the driver loads too: set "
+                           "train.init_policy or model.path (e.g. `archer sft` of the data)"))
         if self.algo in ("archer", "chai"):
             c = getattr(self, self.algo).critic
             parts = -(-c.batch_size // c.micro_batch_size)

@@ -100,3 +100,18 @@ def test_offline_methods_need_a_dataset():
     for algo in ("refit", "swift"):
         with pytest.raises(ConfigError, match=f"algo={algo} learns offline from a dataset"):
             load_config(overrides=[f"algo={algo}"])
+
+
+def test_a_last_step_that_cannot_fill_its_micro_batches_is_refused():
+    """BC's and Refit's steps are cut into the engine's micro-batches (4 here), each of which
+    needs a row: a last step of 1-3 items per epoch is refused, naming the keys to change."""
+    from types import SimpleNamespace
+
+    from archer.algorithms.bc import check_last_step
+
+    engine = SimpleNamespace(gradient_accumulation_steps=4)
+    for count in (16, 20, 23):  # last steps of 0 (none), 4 and 7 items
+        check_last_step(count, 8, engine, "episodes", "refit")
+    with pytest.raises(DatasetError, match=r"17 episodes leave a last step of 1 .* 4 micro-"
+                                           r"batches.*refit.batch_size or deepspeed"):
+        check_last_step(17, 8, engine, "episodes", "refit")
