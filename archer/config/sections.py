@@ -86,8 +86,9 @@ class GenerationConfig:
     stop_on_newline: bool = True
     """End an utterance at the first newline as well as at the end-of-sequence token."""
     batch_size: int = 64
-    """Rows per generate call when an algorithm samples many utterances at once (ArCHer's
-    fresh samples for a whole critic phase): memory is bounded by this many prompts."""
+    """Rows per forward when many utterances are sampled at once (a rollout's envs acting
+    together, ArCHer's fresh samples for a whole critic phase): memory is bounded by this
+    many prompts. Rows sample from their own seeds, so the split changes only float rounding."""
 
     def check(self) -> list[tuple[str, str]]:
         errors = []

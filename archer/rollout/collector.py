@@ -147,7 +147,7 @@ def rollout_chunk(
     ) -> tuple[list[str], list[dict[str, Any]]]:
         out = act_utterances(policy, observations, sampling,
                              seeds=[utterance_seed(c.seed, c.turn) for c in contexts],
-                             chooser=chooser)
+                             chunk_size=gen.batch_size, chooser=chooser)
         extras = [
             {"action_ids": ids, "logprobs": lp}
             for ids, lp in zip(out.action_ids, out.logprobs, strict=True)

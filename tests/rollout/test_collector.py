@@ -142,6 +142,25 @@ def test_trajectories_do_not_depend_on_chunk_size(tmp_path, policy):
     assert_same_episodes(by_two, by_five, exact_logprobs=False)  # padding changes the last bits
 
 
+def test_trajectories_do_not_depend_on_rows_per_forward(tmp_path, policy, monkeypatch):
+    # generation.batch_size bounds the rows of one forward when many envs act together.
+    rows: list[int] = []
+    real = Policy._generate_chunk
+
+    def counted(self, prompts, *args, **kwargs):
+        rows.append(len(prompts))
+        return real(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(Policy, "_generate_chunk", counted)
+    whole, _ = collect(cfg_for(tmp_path, "rollout.envs_per_worker=10"), policy)
+    assert max(rows) == 10
+    rows.clear()
+    by_three, _ = collect(cfg_for(tmp_path, "rollout.envs_per_worker=10",
+                                  "generation.batch_size=3"), policy)
+    assert max(rows) == 3
+    assert_same_episodes(whole, by_three, exact_logprobs=False)
+
+
 def test_set_weights_loads_a_copy_and_only_records_the_policys_own(tmp_path, policy, monkeypatch):
     collector = InProcessCollector(cfg_for(tmp_path, "rollout.envs_per_worker=5"), policy)
     own = policy.model.state_dict()
