@@ -23,6 +23,7 @@ import torch
 
 from archer.algorithms import parallel
 from archer.algorithms.losses import kl_k3
+from archer.memory import release_free_memory
 from archer.metrics import COUNTS, count
 from archer.models.policy import Generation, Policy, Sampling, Scores, TokenBatch
 from archer.rollout.collector import ActingRule, act_utterances
@@ -179,6 +180,7 @@ def policy_step(
     norm = engine.get_grad_norm() if not skipped else None
     if norm is not None:
         sums[f"{prefix}/grad_norm"] = float(norm)
+    release_free_memory()  # the step's activations and gradients (archer.memory)
     return sums
 
 
@@ -253,5 +255,6 @@ def module_step(
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
     count("gradient_steps")
+    release_free_memory()
     return {**parallel.sum_metrics(sums), f"{prefix}/grad_norm": float(norm),
             f"{prefix}/skipped": 0.0}

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from archer.errors import PolicyLoadError
+from archer.memory import release_free_memory
 from archer.metrics import count
 
 __all__ = [
@@ -508,6 +509,7 @@ class Policy:
             )
             for i, row_ids, row_lps in zip(rows, ids, lps, strict=True):
                 action_ids[i], logprobs[i] = row_ids, row_lps
+        release_free_memory()  # the chunks' caches and activations (archer.memory)
         return self._finish(action_ids, logprobs, sampling)
 
     def _engine_generate(self, prompts: list[list[int]], sampling: Sampling,
