@@ -11,8 +11,11 @@ by return, the best with the worst, the second best with the second worst, and s
 whose returns are equal is dropped (nothing to prefer), and so is a task id logged once. Each
 episode is in at most one pair per epoch.
 
-A step scores its pairs in one forward (the loss is not a sum over rows, so its rows cannot
-be split into micro-batches that accumulate); `dpo.batch_size` bounds it.
+The loss is a sum over pairs (each pair's term needs the whole of its two episodes), so a step
+is cut into micro-batches of whole pairs, each adding its pairs' terms over the step's pair
+count: in the driver one micro-batch of `dpo.batch_size` pairs, in a learner group
+`dpo.batch_size / deepspeed.micro_batch_size` micro-batches of pairs shared over the ranks.
+The reference log-probs are taken per micro-batch, on the rank that runs it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from archer.algorithms import parallel
 from archer.algorithms.agro import episode_logps
 from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
-from archer.algorithms.bc import Example, offline_engine, turn_examples
+from archer.algorithms.bc import Example, check_last_step, offline_engine, turn_examples
 from archer.algorithms.updates import policy_step
 from archer.buffer.dataset import DatasetError, read_trajectories
 from archer.errors import CheckpointError
@@ -62,17 +66,21 @@ def dpo_pairs(returns: Sequence[float], task_ids: Sequence[str | None]) -> list[
 
 
 def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, Metrics]:
-    """Mean over pairs of -log sigmoid(beta (margin)); all inputs [P], sequence log-probs."""
+             ref_rejected: torch.Tensor, beta: float, n_pairs: int | None = None,
+             ) -> tuple[torch.Tensor, Metrics]:
+    """Sum over pairs of -log sigmoid(beta (margin)) / `n_pairs` (None: the P given, so the
+    mean); all inputs [P], sequence log-probs. With `n_pairs` the step's pair count, the loss
+    and metrics of a micro-batch are its shares of the step's."""
+    n = float(n_pairs if n_pairs is not None else logp_chosen.numel())
     chosen = logp_chosen - ref_chosen.detach()  # [P]
     rejected = logp_rejected - ref_rejected.detach()  # [P]
     logits = beta * (chosen - rejected)  # [P]
-    loss = -F.logsigmoid(logits).mean()
+    loss = -F.logsigmoid(logits).sum() / n
     return loss, {"dpo/loss": float(loss.detach()),
-                  "dpo/accuracy": float((logits.detach() > 0).float().mean()),
-                  "dpo/margin": float((chosen - rejected).detach().mean()),
-                  "dpo/chosen_reward": float(beta * chosen.detach().mean()),
-                  "dpo/rejected_reward": float(beta * rejected.detach().mean())}
+                  "dpo/accuracy": float((logits.detach() > 0).float().sum() / n),
+                  "dpo/margin": float((chosen - rejected).detach().sum() / n),
+                  "dpo/chosen_reward": float(beta * chosen.detach().sum() / n),
+                  "dpo/rejected_reward": float(beta * rejected.detach().sum() / n)}
 
 
 def episode_sums(logp: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor,
@@ -108,22 +116,31 @@ class DPO:
     def learn(self, new: list[Trajectory], iteration: int) -> Metrics:
         order = list(range(len(self.pairs)))
         self.rng.shuffle(order)
+        n_parts = int(self.engine.gradient_accumulation_steps) * parallel.world()[1]
         history = []
         for start in range(0, len(order), self.s.batch_size):
             chosen = [self.pairs[i] for i in order[start : start + self.s.batch_size]]
             p = len(chosen)
             rows, owner = self._rows(chosen)
-            ref_ep = episode_logps(self.policy, rows, owner.tolist(), 2 * p, self.ref,
-                                   temperature=1.0)  # [2P], no gradient, in chunks
+            # Micro-batches of whole pairs (slots p' and P + p' are pair p'), each one's rows
+            # by length as policy_step orders them.
+            pair_of = (owner % p).tolist()
+            by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
+            groups = [set(g) for g in parallel.even_parts(p, n_parts)]
+            parts = [[r for r in by_length if pair_of[r] in g] for g in groups]
 
             def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], owner=owner,
-                     ref_ep=ref_ep, p=p) -> tuple[torch.Tensor, Metrics]:
-                ep = episode_sums(logp, sub.action_mask.to(logp.device), owner[idx], 2 * p)
-                ref = ref_ep.to(logp.device)
-                return dpo_loss(ep[:p], ep[p:], ref[:p], ref[p:], self.s.beta)
+                     p=p) -> tuple[torch.Tensor, Metrics]:
+                slots = owner[idx]
+                ep = episode_sums(logp, sub.action_mask.to(logp.device), slots, 2 * p)
+                ref = episode_logps(self.policy, sub, slots.tolist(), 2 * p, self.ref,
+                                    temperature=1.0).to(logp.device)  # [2P], no gradient
+                mine = torch.unique(slots % p).to(logp.device)  # this part's pairs
+                return dpo_loss(ep[mine], ep[p + mine], ref[mine], ref[p + mine], self.s.beta,
+                                n_pairs=p)
 
             history.append(policy_step(self.engine, self.policy, rows, loss,
-                                       micro_batch_size=len(rows), prefix="dpo"))
+                                       micro_batch_size=None, parts=parts, prefix="dpo"))
         self.policy.model.eval()
         self.version += 1
         return mean_metrics(history) | {"dpo/pairs": float(len(self.pairs)),
@@ -172,4 +189,5 @@ def build(cfg: Config, run: RunContext) -> DPO:
     keep = [i for i, ex in enumerate(episodes) if ex]
     pairs = dpo_pairs([trajectories[i].episode_return for i in keep],
                       [trajectories[i].task_id for i in keep])
+    check_last_step(len(pairs), s.batch_size, engine, "pairs", "dpo")
     return DPO(s, policy, engine, ref, [episodes[i] for i in keep], pairs, cfg.seed)

@@ -101,6 +101,7 @@ def policy_step(
     micro_batch_size: int | None, temperature: float = 1.0,
     ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
     train_mode: bool = False, entropy_coef: float = 0.0, aux_loss: AuxLoss | None = None,
+    parts: Sequence[Sequence[int]] | None = None,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`, - entropy_coef x the
     mean entropy of pi_T over the step's action tokens, + `aux_loss` on the scores and hidden
@@ -111,7 +112,9 @@ def policy_step(
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
     `rows` must split into exactly that many micro-batches of `micro_batch_size`; with None
     they are split into that many near-equal parts (steps whose row count varies, e.g. the
-    turns of a set of episodes). RL steps score in eval mode (no
+    turns of a set of episodes); `parts` (with `micro_batch_size` None) gives the
+    micro-batches' rows outright, for a loss that is a sum over groups of rows (DPO's pairs,
+    each the turns of two episodes). RL steps score in eval mode (no
     dropout: the scored distribution is the one that acted); `train_mode` keeps dropout on
     (BC, as a regulariser).
     """
@@ -122,12 +125,17 @@ def policy_step(
     _, ranks = parallel.world()
     total = gas * ranks  # micro-batches of the whole step, over all ranks
     on_ranks = f" on each of {ranks} learner ranks" if ranks > 1 else ""
-    if micro_batch_size is None and len(rows) < total:
-        raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches"
-                         f"{on_ranks}")
-    split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
-             else parallel.even_parts(len(rows), total))
-    parts = [[by_length[i] for i in part] for part in split]
+    if parts is not None:
+        if micro_batch_size is not None:
+            raise ValueError("policy_step takes parts or a micro_batch_size, not both")
+        parts = [list(part) for part in parts]
+    else:
+        if micro_batch_size is None and len(rows) < total:
+            raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches"
+                             f"{on_ranks}")
+        split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
+                 else parallel.even_parts(len(rows), total))
+        parts = [[by_length[i] for i in part] for part in split]
     if len(parts) != total:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "
                          f"{len(parts)} micro-batches, but the engine accumulates {gas}"

@@ -43,6 +43,18 @@ def test_dpo_loss_hand_values():
     assert chosen.grad.tolist() == pytest.approx([-0.0672353, -0.1556148], abs=1e-6)
 
 
+def test_dpo_loss_shares_of_single_pairs_add_up_to_the_whole_step():
+    # A micro-batch of whole pairs adds its pairs' terms over the step's pair count, so the
+    # two one-pair shares of the pairs above are (0.313262 + 0.974077) / 2 between them.
+    args = [torch.tensor(v) for v in ([-1.0, -2.0], [-3.0, -1.0], [-2.0, -1.0], [-2.0, -1.0])]
+    whole, wm = dpo_loss(*args, beta=0.5)
+    shares = [dpo_loss(*(a[k : k + 1] for a in args), beta=0.5, n_pairs=2) for k in range(2)]
+    assert shares[0][0].item() == pytest.approx(math.log1p(math.exp(-1.0)) / 2)
+    assert sum(s[0].item() for s in shares) == pytest.approx(whole.item())
+    for key in wm:
+        assert sum(s[1][key] for s in shares) == pytest.approx(wm[key]), key
+
+
 def test_episode_sums_add_every_turn_of_an_episode():
     logp = torch.tensor([[-1.0, -2.0], [0.0, -3.0], [-0.5, -0.5]])
     mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
