@@ -202,7 +202,7 @@ class Config:
             errors.append(("cluster.learner_ranks", f"must divide {self.algo}.micro_batches (the "
                            f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
                            f"), got {n}"))
-        if self.algo in ("filtered_bc", "bc", "refit", "swift"):
+        if self.algo in ("filtered_bc", "bc", "refit", "swift", "dpo"):  # dpo: pairs
             rows, micro = getattr(self, self.algo).batch_size, self.deepspeed.micro_batch_size
             if rows % micro or (rows // micro) % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "

@@ -330,7 +330,8 @@ class DPOConfig:
     lr: float = 1e-4
     """AdamW learning rate (a fine-tuning rate: DPO starts from a trained policy)."""
     batch_size: int = 8
-    """Pairs per optimizer step, scored in one forward."""
+    """Pairs per optimizer step: one forward in the driver; in a learner group, micro-batches
+    of `deepspeed.micro_batch_size` pairs shared over the ranks."""
     grad_clip: float = 1.0
     """Max global grad norm; 0 disables clipping."""
 

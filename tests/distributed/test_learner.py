@@ -184,12 +184,14 @@ def coin_data(tmp_path_factory):
 @pytest.mark.parametrize("algo, extra", [
     ("bc", ("bc.batch_size=32",)),  # trains with dropout on: the per-part RNG streams
     ("refit", ("refit.batch_size=16", "refit.lr=1e-3")),  # a step's rows: its episodes' turns
+    ("dpo", ("dpo.batch_size=16", "dpo.lr=1e-3")),  # micro-batches of whole pairs
 ])
 def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coin_sft,  # noqa: F811
                                                                    coin_data, algo, extra):
     """BC and Refit cut every step's rows into batch_size / micro_batch_size parts in a
-    DeepSpeed engine and split them over the ranks: the same metrics and final weights as a
-    group of one (one epoch: BC's 7 steps of 32 turns, Refit's 13 steps of 16 episodes)."""
+    DeepSpeed engine, DPO its pairs, and they split them over the ranks: the same metrics and
+    final weights as a group of one (one epoch: BC's 7 steps of 32 turns, Refit's 13 steps of
+    16 episodes, DPO's steps of 16 pairs)."""
     def offline(out, ranks):
         cfg = load_config(overrides=[
             *base_overrides(out, coin_sft), f"algo={algo}", f"data.path={coin_data}",
@@ -267,7 +269,8 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
     (["algo=ilql"], "a learner group runs"),
     (["algo=bc", "bc.batch_size=24"], r"bc.batch_size / deepspeed.micro_batch_size = 24 / 8"),
     (["algo=bc", "train.init_policy=null"], "starts from a saved policy"),
-    (["algo=dpo"], "a learner group runs"),
+    (["algo=dpo", "dpo.batch_size=24"], r"dpo.batch_size / deepspeed.micro_batch_size = 24 / 8"),
+    (["algo=offline_archer"], "a learner group runs"),
     (["algo=refit", "refit.batch_size=24"], r"refit.batch_size / deepspeed.micro_batch_size"),
     (["algo=swift", "train.init_policy=null"], "algo=swift in a learner group starts from"),
     (["algo=chai", "chai.critic.batch_size=16", "chai.critic.micro_batch_size=16"],
