@@ -151,7 +151,7 @@ class BC:
         self.s, self.policy, self.engine, self.examples = s, policy, engine, examples
         self.steps_per_epoch = math.ceil(len(examples) / s.batch_size)
         total = self.steps_per_epoch * epochs
-        self.scheduler = schedule(engine.optimizer, s.warmup_steps, total)
+        self.scheduler = schedule(engine.base_optimizer, s.warmup_steps, total)
         self.rng = random.Random(seed)
         self.episodes = episodes
         self.version = 0

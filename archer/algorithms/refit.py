@@ -84,7 +84,7 @@ class RewardWeighted:
         self.episodes, self.weights = episodes, weights
         self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)
         total = self.steps_per_epoch * epochs
-        self.scheduler = schedule(engine.optimizer, s.warmup_steps, total)
+        self.scheduler = schedule(engine.base_optimizer, s.warmup_steps, total)
         self.rng = random.Random(seed)
         self.version = 0
 

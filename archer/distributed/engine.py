@@ -53,6 +53,10 @@ class ActorEngine(Protocol):
 
     module: torch.nn.Module
     gradient_accumulation_steps: int
+    base_optimizer: torch.optim.Optimizer
+    """The torch optimizer whose param groups' learning rates every step applies, inside
+    DeepSpeed's ZeRO 1-3 and bf16 wrappers (which are not torch optimizers): what a
+    learning-rate schedule drives."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def backward(self, loss: torch.Tensor) -> None: ...
@@ -60,7 +64,9 @@ class ActorEngine(Protocol):
     def is_boundary(self) -> bool: ...
     def zero_grad(self) -> None: ...
     def get_grad_norm(self) -> float | None: ...
-    def gathered_parameters(self) -> contextlib.AbstractContextManager[None]: ...
+    def gathered_parameters(
+        self, module: torch.nn.Module | None = None
+    ) -> contextlib.AbstractContextManager[None]: ...
     def weight_buckets(
         self, bucket_bytes: int, skip: tuple[str, ...] = ()
     ) -> Iterator[dict[str, torch.Tensor]]: ...
@@ -256,6 +262,7 @@ class TorchActorEngine:
         self.grad_clip = float(grad_clip)
         self._params = _trainable(model)
         self.optimizer = torch.optim.AdamW(self._params, lr=lr, weight_decay=weight_decay)
+        self.base_optimizer = self.optimizer
         self._global_steps = 0
         self._micro_steps = 0
         self._grad_norm: float | None = None
@@ -311,7 +318,9 @@ class TorchActorEngine:
         """Global grad norm (before clipping) of the last applied step; None before any."""
         return self._grad_norm
 
-    def gathered_parameters(self) -> contextlib.AbstractContextManager[None]:
+    def gathered_parameters(
+        self, module: torch.nn.Module | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """A no-op here: the module always holds its full parameters."""
         return contextlib.nullcontext()
 
@@ -469,6 +478,9 @@ class DeepSpeedActorEngine:
         self.engine, self.optimizer, _, _ = self._ds.initialize(
             model=model, optimizer=optimizer, config=self.config
         )
+        # the client AdamW: DeepSpeed's wrappers step it with their own (sharded, fp32) params
+        # in its param groups, so its groups' lr is the one applied
+        self.base_optimizer = optimizer
         self.module: torch.nn.Module = self.engine.module
         self.device = self.engine.device
         self.gradient_accumulation_steps = int(self.engine.gradient_accumulation_steps())
@@ -549,16 +561,21 @@ class DeepSpeedActorEngine:
     def get_grad_norm(self) -> float | None:
         return self._grad_norm
 
-    def gathered_parameters(self) -> contextlib.AbstractContextManager[None]:
-        """Full parameters on every rank inside the block (ZeRO-3); a no-op otherwise.
+    def gathered_parameters(
+        self, module: torch.nn.Module | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Full parameters of `module` (a submodule of the engine's; default: all of it) on
+        every rank inside the block (ZeRO-3, a collective: every rank enters); a no-op
+        otherwise.
 
         Use it around anything that reads `module` directly under ZeRO-3: generation,
-        `save_pretrained`, copying weights to rollout workers. Read-only: changes made inside
-        are not written back to the partitions.
+        `save_pretrained`, copying weights to rollout workers, a head's Polyak target.
+        Read-only: changes made inside are not written back to the partitions.
         """
         if self.zero_stage != 3:
             return contextlib.nullcontext()
-        return self._ds.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+        params = list((self.module if module is None else module).parameters())
+        return self._ds.zero.GatheredParameters(params, modifier_rank=None)
 
     def weight_buckets(
         self, bucket_bytes: int, skip: tuple[str, ...] = ()

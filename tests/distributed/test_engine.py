@@ -208,6 +208,29 @@ def test_deepspeed_engine_matches_torch_engine(stage):
     assert_close(weights(engine), weights(reference), atol=1e-5)
 
 
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_a_schedule_on_the_base_optimizer_sets_every_stages_learning_rate(stage):
+    """DeepSpeed's ZeRO optimizers are not torch optimizers (a LambdaLR refuses them):
+    schedules drive `base_optimizer`, the client AdamW, whose groups' lr each stage applies.
+    A factor of 0 must leave every weight in place, then a factor of 0.5 take the torch
+    engine's step at half the rate."""
+    reference, engine = torch_engine(tiny_gpt2()), ds_engine(tiny_gpt2(), stage=stage)
+    factors = [0.0, 0.5]
+    schedules = [torch.optim.lr_scheduler.LambdaLR(e.base_optimizer, lambda k: factors[min(k, 1)])
+                 for e in (reference, engine)]
+    start = weights(engine)
+    for seed, _ in enumerate(factors, 1):
+        for e, sched in zip((reference, engine), schedules, strict=True):
+            optimizer_step(e, batch(seed), micro=2)
+            sched.step()
+        if seed == 1:
+            assert_close(weights(engine), start, atol=0)  # lr 0: not a weight moved
+    assert engine.base_optimizer.param_groups[0]["lr"] == pytest.approx(LR * 0.5)
+    moved = max(float((weights(engine)[k] - start[k]).abs().max()) for k in start)
+    assert moved > 1e-4
+    assert_close(weights(engine), weights(reference), atol=1e-5)
+
+
 def test_every_parameter_changes_after_one_step():
     model = tiny_gpt2()
     model.transformer.wpe.weight.requires_grad_(False)  # a frozen one must stay put
