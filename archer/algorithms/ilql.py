@@ -26,8 +26,11 @@ decoding builds on:
 policy's HF export in HF format: `<checkpoint>/ilql_heads/{config.json, model.safetensors}`.
 
 One loop iteration is one pass over the dataset's episodes in shuffled steps of `batch_size`
-episodes (all their turns in one forward), with BC's learning-rate schedule; the targets move
-by `polyak` after every step.
+episodes, with BC's learning-rate schedule; the targets move by `polyak` after every step. A
+token's successor state may be in the next turn's row, so a step is cut into micro-batches of
+whole episodes (`StepRows.parts`), each adding its tokens' terms over the step's token count:
+in the driver one micro-batch (all the step's turns in one forward), in a learner group
+`batch_size / deepspeed.micro_batch_size` of them, split over the ranks.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from archer.algorithms import parallel
 from archer.algorithms.api import Acting, RunContext
 from archer.algorithms.bc import (
+    check_last_step,
     check_tokenizer,
     load_scheduled,
     offline_engine,
@@ -202,7 +207,10 @@ class ValueGuide:
     def __init__(self, heads: ILQLHeads, targets: nn.ModuleDict, beta: float, top_k: int):
         self.q1 = copy.deepcopy(targets["q1"]).cpu().eval().requires_grad_(False)
         self.q2 = copy.deepcopy(targets["q2"]).cpu().eval().requires_grad_(False)
-        self.v = copy.deepcopy(heads.v).cpu().float().eval().requires_grad_(False)
+        # V is the engine's: a fresh copy of its values (whole when gathered under ZeRO-3)
+        self.v = _mlp(heads.hidden_size, 1).eval().requires_grad_(False)
+        self.v.load_state_dict({k: t.detach().float().cpu().clone()
+                                for k, t in heads.v.state_dict().items()})
         self.beta, self.top_k = float(beta), int(top_k)
 
     @torch.no_grad()
@@ -267,12 +275,32 @@ class StepRows:
     """Per row: its last token ends the episode (no bootstrap)."""
     real: list[bool]
     """Per row: a logged turn (False: a bootstrap row, never a training target)."""
+    episode: list[int]
+    """Per row: its episode's index in the step (a bootstrap row's is its episode's)."""
+
+    def target_tokens(self) -> int:
+        """The step's training targets: the agent tokens of its logged turns."""
+        per_row = self.batch.action_mask.sum(-1).tolist()
+        return int(sum(n for n, real in zip(per_row, self.real, strict=True) if real))
+
+    def parts(self, count: int) -> list[list[int]]:
+        """The rows in `count` micro-batches of whole episodes (near-even episode counts;
+        an episode's successor states stay in its micro-batch), each in order of length as
+        `policy_step` orders rows."""
+        mask = self.batch.attention_mask
+        by_length = sorted(range(len(self.batch)), key=lambda i: int(mask[i].sum()))
+        groups = parallel.even_parts(max(self.episode) + 1, count)
+        owner = {e: k for k, group in enumerate(groups) for e in group}
+        parts: list[list[int]] = [[] for _ in groups]
+        for row in by_length:
+            parts[owner[self.episode[row]]].append(row)
+        return parts
 
 
 def step_rows(policy: Policy, episodes: list[Episode]) -> StepRows:
-    obs, ids, reward, next_row, terminal, real = [], [], [], [], [], []
+    obs, ids, reward, next_row, terminal, real, owner = [], [], [], [], [], [], []
     finals: list[tuple[int, str]] = []  # (row of a truncated episode's last turn, final obs)
-    for ep in episodes:
+    for e, ep in enumerate(episodes):
         first = len(obs)
         for k, (o, a, r) in enumerate(ep.turns):
             last = k == len(ep.turns) - 1
@@ -282,6 +310,7 @@ def step_rows(policy: Policy, episodes: list[Episode]) -> StepRows:
             next_row.append(-1 if last else first + k + 1)
             terminal.append(last and ep.terminated)
             real.append(True)
+            owner.append(e)
         if not ep.terminated:
             finals.append((len(obs) - 1, ep.final_observation))
     eos = policy.tokenizer.eos_token_id
@@ -293,7 +322,8 @@ def step_rows(policy: Policy, episodes: list[Episode]) -> StepRows:
         next_row.append(-1)
         terminal.append(False)
         real.append(False)
-    return StepRows(policy.batch(obs, ids), reward, next_row, terminal, real)
+        owner.append(owner[row])
+    return StepRows(policy.batch(obs, ids), reward, next_row, terminal, real, owner)
 
 
 def token_transitions(lengths: list[int], reward: list[float], next_row: list[int],
@@ -331,10 +361,12 @@ class ILQL:
         self.s, self.policy, self.engine, self.targets = s, policy, engine, targets
         self.episodes = episodes
         self.steps_per_epoch = math.ceil(len(episodes) / s.batch_size)
-        self.scheduler = schedule(engine.optimizer, s.warmup_steps, self.steps_per_epoch * epochs)
+        self.scheduler = schedule(engine.base_optimizer, s.warmup_steps,
+                                  self.steps_per_epoch * epochs)
         self.rng = random.Random(seed)
         self.version = 0
-        self._guide: tuple[int, ValueGuide] | None = None
+        check_last_step(len(episodes), s.batch_size, engine, "episodes", "ilql")
+        self._refresh_guide()
 
     @property
     def heads(self) -> ILQLHeads:
@@ -342,6 +374,7 @@ class ILQL:
 
     def _loss(self, step: StepRows):
         s = self.s
+        n = float(max(step.target_tokens(), 1))  # the whole step's: micro-batches add shares
 
         def loss(scores: Scores, sub: TokenBatch, idx: list[int]) -> tuple[torch.Tensor, Metrics]:
             assert scores.hidden is not None
@@ -366,7 +399,7 @@ class ILQL:
             logp = scores.logp[:, -width:][mask]  # [N]
             return ilql_loss(q1_all[keep], q2_all[keep], tq1_all[keep], tq2_all[keep], v[keep],
                              next_v[keep], actions[keep], rewards.to(dev)[keep],
-                             dones.to(dev)[keep], logp[keep], float(max(int(keep.sum()), 1)),
+                             dones.to(dev)[keep], logp[keep], n,
                              gamma=s.gamma, expectile=s.expectile, cql_weight=s.cql_weight,
                              awac_weight=s.awac_weight, awac_beta=s.awac_beta,
                              awac_max_weight=s.awac_max_weight)
@@ -380,48 +413,58 @@ class ILQL:
         for start in range(0, len(order), self.s.batch_size):
             step = step_rows(self.policy, [self.episodes[e]
                                            for e in order[start : start + self.s.batch_size]])
-            m = policy_step(self.engine, self.policy, step.batch, None,
-                            micro_batch_size=len(step.batch), prefix="ilql",
-                            aux_loss=self._loss(step))
+            parts = step.parts(int(self.engine.gradient_accumulation_steps)
+                               * parallel.world()[1])
+            m = policy_step(self.engine, self.policy, step.batch, None, micro_batch_size=None,
+                            parts=parts, prefix="ilql", aux_loss=self._loss(step))
             if not m.get("ilql/skipped"):
-                polyak_update(self.targets, self.heads, self.s.polyak)
+                with self.engine.gathered_parameters(self.heads):  # the Q heads, under ZeRO-3
+                    polyak_update(self.targets, self.heads, self.s.polyak)
             self.scheduler.step()
             history.append({**m, "ilql/lr": self.scheduler.get_last_lr()[0]})
         self.policy.model.eval()
         self.version += 1
+        self._refresh_guide()
         return mean_metrics(history) | {"ilql/steps": float(len(history)),
                                         "progress/dataset_episodes": float(len(self.episodes))}
 
+    def _refresh_guide(self) -> None:
+        """The acting rule of the current heads, built when they change (at the start, after
+        learn and load: points every learner rank passes together, as reading V under ZeRO-3
+        is a collective)."""
+        with self.engine.gathered_parameters(self.heads.v):
+            self._guide = ValueGuide(self.heads, self.targets, self.s.beta, self.s.top_k)
+
     def guide(self) -> ValueGuide:
-        """The acting rule of the current heads (rebuilt once per version)."""
-        if self._guide is None or self._guide[0] != self.version:
-            self._guide = (self.version, ValueGuide(self.heads, self.targets, self.s.beta,
-                                                    self.s.top_k))
-        return self._guide[1]
+        """The acting rule of the current heads."""
+        return self._guide
 
     def acting(self) -> Acting:
         guided = self.s.decoding == "guided"
         return Acting(policy=self.policy, version=self.version,
                       gathered=self.engine.gathered_parameters,
-                      chooser=self.guide() if guided else None, chooser_version=self.version)
+                      chooser=self.guide() if guided else None, chooser_version=self.version,
+                      buckets=self.engine.weight_buckets)
 
     def save(self, directory: Path) -> None:
         save_scheduled(directory, "ilql", self.policy, self.engine, self.scheduler, self.rng,
                        self.version)
-        save_heads(directory / HEADS, self.heads, self.targets, self.policy.fingerprint)
+        with self.engine.gathered_parameters(self.heads):
+            if parallel.is_writer():  # learner ranks hold the same heads
+                save_heads(directory / HEADS, self.heads, self.targets, self.policy.fingerprint)
 
     def load(self, directory: Path) -> None:
         self.version = load_scheduled(directory, "ilql", "ILQL", self.policy, self.engine,
                                       self.scheduler, self.rng)
         _, targets, _ = load_heads(directory / HEADS)
         self.targets.load_state_dict(targets.state_dict())
-        self._guide = None
+        self._refresh_guide()
 
 
 def build(cfg: Config, run: RunContext) -> ILQL:
     """ILQL on `cfg.data.path` from the policy at `run.init_policy`, else `model.path`, else a
     tiny model with a tokenizer trained on the data; the heads are attached to the policy
-    model before its (single-process torch) engine is built, so they train with it."""
+    model before its engine (`offline_engine`) is built, so they train with it."""
     from archer.models.builders import build_policy
 
     s = cfg.ilql

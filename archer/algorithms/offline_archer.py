@@ -12,7 +12,10 @@ A > 0 marks the dataset's better utterances; the actor clones those more. Everyt
 the data's actions: no generation at training time at all.
 
 One loop iteration: `critic.updates_per_iter` critic steps on transitions sampled from the
-dataset, then (after `warmup_iters` iterations) `actor.updates_per_iter` AWR steps. The policy
+dataset, then (after `warmup_iters` iterations) `actor.updates_per_iter` AWR steps. In a
+learner group every rank samples the same batches (the store's seeded RNG); each runs its
+share of a critic step's micro-batches (`critic_step`) and of an AWR step's
+(`actor.batch_size / deepspeed.micro_batch_size`, `policy_step`). The policy
 starts from `train.init_policy` (or `model.path`), else from a tiny model built on the data,
 as BC does.
 """
@@ -130,7 +133,7 @@ class OfflineArCHer(ArCHer):
                 return weighted_logp_loss(logp, sub.action_mask.to(logp.device),
                                           w[idx].to(logp.device), n, prefix="actor")
 
-            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=len(rows))
+            m = policy_step(self.engine, self.policy, rows, loss, micro_batch_size=None)
             history.append({**m, "actor/advantage_mean": float(adv.mean()),
                             "actor/awr_weight_mean": float(w.mean()),
                             "actor/awr_weight_max": float(w.max())})

@@ -141,6 +141,54 @@ def test_step_rows_bootstrap_a_truncated_episode_from_its_final_observation(poli
     assert rows.batch.input_ids[3, -1].item() == eos  # the final observation, then eos
 
 
+def test_a_step_in_micro_batches_of_whole_episodes_adds_up_to_one_micro_batch(policy):
+    """A token's successor may be the next turn's first state, so a step is cut into parts of
+    whole episodes (bootstrap rows with their episode), each adding its tokens' terms over the
+    step's token count: the parts' losses and metrics add up to the one-part step's."""
+    from archer.algorithms.ilql import ILQL
+    from archer.config import DeepSpeedConfig, ILQLConfig
+    from archer.distributed.engine import build_actor_engine
+    from archer.models.policy import attach_head
+
+    tok = policy.tokenizer
+    own = Policy(build_tiny_policy(tok, "tiny", 64, seed=0), tok, max_context_tokens=64,
+                 reserve=4)
+    lm_head = own.model.get_output_embeddings().weight
+    torch.manual_seed(0)
+    heads = ILQLHeads(int(lm_head.shape[1]), int(lm_head.shape[0]))
+    attach_head(own.model, HEADS, heads)
+    engine = build_actor_engine(own.model, DeepSpeedConfig(enabled=False, micro_batch_size=3),
+                                lr=1e-3, batch_size=3, grad_clip=1.0)
+    yes, no = own.action_ids_for("yes"), own.action_ids_for("no")
+    eps = [Episode([("a\n", yes, 0.0), ("a\nyes\n", no, 1.0)], True, "a\nyes\nno\n"),
+           Episode([("b\n", yes, -1.0)], False, "b\nyes\n"),  # truncated: a bootstrap row
+           Episode([("c\n", no, 0.5)], True, "c\nno\n")]
+    algo = ILQL(ILQLConfig(), own, engine, make_targets(heads), eps, epochs=1, seed=0)
+    step = step_rows(own, eps)
+    assert step.episode == [0, 0, 1, 2, 1]  # the bootstrap row (last) is episode 1's
+    assert step.target_tokens() == 2 * len(yes) + 2 * len(no)  # the 4 logged turns
+    length = step.batch.attention_mask.sum(-1).tolist()
+    one, two = step.parts(1), step.parts(2)  # episodes [0], [1, 2]
+    assert one == [sorted(range(5), key=lambda r: length[r])]
+    assert [sorted(p) for p in two] == [[0, 1], [2, 3, 4]]
+    assert all(length[a] <= length[b] for p in two for a, b in zip(p, p[1:], strict=False))
+    loss = algo._loss(step)
+
+    def run(parts):
+        total, sums = 0.0, {}
+        for idx in parts:
+            sub = step.batch.select(idx)
+            value, m = loss(own.score(sub, hidden=True), sub, idx)
+            total += value.item()
+            sums = {k: sums.get(k, 0.0) + v for k, v in m.items()}
+        return total, sums
+
+    (whole, wm), (split, sm) = run(one), run(two)
+    assert split == pytest.approx(whole, rel=1e-5)
+    for key in wm:
+        assert sm[key] == pytest.approx(wm[key], rel=1e-5, abs=1e-7), key
+
+
 def test_guide_with_zero_beta_and_full_top_k_samples_the_policy(policy):
     """log_softmax is shift-invariant: with beta 0 and every token kept, guided sampling draws
     exactly the policy's tokens for the same seeds; a guide whose Q favours one token
