@@ -54,7 +54,8 @@ OFFLINE: frozenset[str] = frozenset({"bc", "refit", "swift", "dpo", "ilql",
 train.init_policy, model.path, or a tiny model trained on the data)."""
 
 DATA_PARALLEL: frozenset[str] = frozenset({"archer", "reinforce", "ppo", "filtered_bc", "agro",
-                                           "chai", "bc", "refit", "swift", "dpo"})
+                                           "chai", "bc", "refit", "swift", "dpo",
+                                           "offline_archer", "ilql"})
 """Algorithms whose steps, fresh samples and checkpoints are written for a learner group
 (`cluster.learner_ranks >= 1`, `archer.distributed.learner`): every step through the shared
 updates, a seed per fresh sample, and only rank 0 writing the files all ranks hold alike."""

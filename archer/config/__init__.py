@@ -192,8 +192,9 @@ class Config:
     def _check_learner_group(self, supported: frozenset[str]) -> list[tuple[str, str]]:
         n, errors = self.cluster.learner_ranks, []
         if self.algo not in supported:
-            errors.append(("cluster.learner_ranks", f"a learner group runs {sorted(supported)} "
-                           f"so far; algo={self.algo} learns in the driver: use "
+            errors.append(("cluster.learner_ranks", f"a learner group runs {sorted(supported)}"
+                           f"; algo={self.algo} learns in the driver (an algorithm registered "
+                           "outside archer may not split its steps over ranks): use "
                            "cluster.learner_ranks=0"))
         if not self.deepspeed.enabled and self.algo != "chai":  # chai trains no policy
             errors.append(("deepspeed.enabled", "a learner group needs the DeepSpeed engine "
@@ -202,11 +203,17 @@ class Config:
             errors.append(("cluster.learner_ranks", f"must divide {self.algo}.micro_batches (the "
                            f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
                            f"), got {n}"))
-        if self.algo in ("filtered_bc", "bc", "refit", "swift", "dpo"):  # dpo: pairs
-            rows, micro = getattr(self, self.algo).batch_size, self.deepspeed.micro_batch_size
+        # a step's rows (dpo: pairs, ilql: episodes), cut into deepspeed.micro_batch_size parts
+        step = {a: f"{a}.batch_size"
+                for a in ("filtered_bc", "bc", "refit", "swift", "dpo", "ilql")}
+        step["offline_archer"] = "offline_archer.actor.batch_size"
+        if self.algo in step:
+            section = getattr(self, self.algo)
+            rows = (section.actor if self.algo == "offline_archer" else section).batch_size
+            micro = self.deepspeed.micro_batch_size
             if rows % micro or (rows // micro) % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
-                               f"step ({self.algo}.batch_size / deepspeed.micro_batch_size = "
+                               f"step ({step[self.algo]} / deepspeed.micro_batch_size = "
                                f"{rows} / {micro}, whole), got {n}"))
         if self.algo == "archer":
             a = self.archer
@@ -216,12 +223,12 @@ class Config:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
                                f"actor step ({rows // micro}), "
                                f"got {n}"))
-        if self.algo in ("bc", "refit", "swift") and not (self.train.init_policy
-                                                          or self.model.path):
+        if (self.algo in ("bc", "refit", "swift", "offline_archer", "ilql")
+                and not (self.train.init_policy or self.model.path)):
             errors.append(("train.init_policy", f"algo={self.algo} in a learner group starts "
                            "from a saved policy, which the driver loads too: set "
                            "train.init_policy or model.path (e.g. `archer sft` of the data)"))
-        if self.algo in ("archer", "chai"):
+        if self.algo in ("archer", "chai", "offline_archer"):
             c = getattr(self, self.algo).critic
             parts = -(-c.batch_size // c.micro_batch_size)
             if parts % n:

@@ -56,3 +56,11 @@ def test_archer_algos_lists_a_plugin(plugin):
                           capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, algorithms.PLUGINS_VAR: PLUGIN})
     assert proc.returncode == 0 and "above_average_bc" in proc.stdout
+
+
+def test_a_learner_group_refuses_a_plugin_by_name(plugin):
+    """Every built-in method runs in a learner group; a registered one learns in the driver
+    (archer cannot know that its steps split over ranks)."""
+    with pytest.raises(ConfigError, match=r"a learner group runs \[.*'ilql'.*\]; "
+                                          "algo=above_average_bc learns in the driver"):
+        load_config(overrides=["algo=above_average_bc", "cluster.learner_ranks=2"])

@@ -6,6 +6,7 @@ scripts/test.sh, which CI runs); the refusals run in the default lane."""
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -184,14 +185,27 @@ def coin_data(tmp_path_factory):
 @pytest.mark.parametrize("algo, extra", [
     ("bc", ("bc.batch_size=32",)),  # trains with dropout on: the per-part RNG streams
     ("refit", ("refit.batch_size=16", "refit.lr=1e-3")),  # a step's rows: its episodes' turns
+    ("swift", ("swift.batch_size=16", "swift.lr=1e-3")),  # Refit's step, per-task weights
     ("dpo", ("dpo.batch_size=16", "dpo.lr=1e-3")),  # micro-batches of whole pairs
+    # the critic's steps through module_step (its gradients summed), the AWR actor's engine
+    ("offline_archer", ("offline_archer.warmup_iters=0", "offline_archer.expectile=0.7",
+                        "offline_archer.critic.updates_per_iter=3",
+                        "offline_archer.critic.batch_size=32",
+                        "offline_archer.critic.micro_batch_size=16",
+                        "offline_archer.actor.updates_per_iter=3",
+                        "offline_archer.actor.batch_size=16", "offline_archer.actor.lr=1e-3")),
+    # micro-batches of whole episodes; the heads' Polyak targets, guide and files under ZeRO-3
+    ("ilql", ("ilql.batch_size=16", "ilql.lr=1e-3")),
+    ("ilql", ("ilql.batch_size=16", "ilql.lr=1e-3", "deepspeed.zero_stage=3")),
 ])
 def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coin_sft,  # noqa: F811
                                                                    coin_data, algo, extra):
     """BC and Refit cut every step's rows into batch_size / micro_batch_size parts in a
-    DeepSpeed engine, DPO its pairs, and they split them over the ranks: the same metrics and
-    final weights as a group of one (one epoch: BC's 7 steps of 32 turns, Refit's 13 steps of
-    16 episodes, DPO's steps of 16 pairs)."""
+    DeepSpeed engine, DPO its pairs, and they split them over the ranks; offline ArCHer does
+    the same for its AWR steps and splits its critic's micro-batches too: the same metrics and
+    final weights as a group of one (one epoch: BC's 7 steps of 32 turns, Refit's and Swift's
+    13 steps of 16 episodes, DPO's steps of 16 pairs; offline ArCHer's 3 critic and 3 actor steps; ILQL's
+    13 steps of 16 episodes, whose heads and their targets must match too)."""
     def offline(out, ranks):
         cfg = load_config(overrides=[
             *base_overrides(out, coin_sft), f"algo={algo}", f"data.path={coin_data}",
@@ -200,7 +214,17 @@ def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coi
         return loop.run(cfg, **QUIET)
 
     one, two = offline(tmp_path / "one", 1), offline(tmp_path / "two", 2)
-    wa = assert_same_steps_and_weights(one, two, (f"{algo}/",))
+    prefixes = ("critic/", "actor/") if algo == "offline_archer" else (f"{algo}/",)
+    wa = assert_same_steps_and_weights(one, two, prefixes)
+    if algo == "ilql":  # rank 0 wrote the heads (gathered under ZeRO-3)
+        from archer.algorithms.ilql import HEADS, load_heads
+
+        (h1, t1, _), (h2, t2, _) = (load_heads(Path(r["checkpoint"]) / HEADS) for r in (one, two))
+        for a, b in ((h1, h2), (t1, t2)):
+            sa, sb = a.state_dict(), b.state_dict()
+            assert sa.keys() == sb.keys()
+            for k in sa:
+                torch.testing.assert_close(sb[k], sa[k], rtol=1e-4, atol=1e-5, msg=k)
     moved = max(float((wa[k] - weights_at_start(coin_sft)[k]).abs().max()) for k in wa)
     assert moved > 1e-4  # the policy did train
 
@@ -266,11 +290,15 @@ def test_an_impossible_placement_names_what_it_could_not_place(tmp_path, coin_sf
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["algo=ilql"], "a learner group runs"),
+    (["algo=ilql"], r"ilql.batch_size / deepspeed.micro_batch_size = 8 / 8"),
+    (["algo=ilql", "ilql.batch_size=16", "train.init_policy=null"], "algo=ilql in a learner"),
     (["algo=bc", "bc.batch_size=24"], r"bc.batch_size / deepspeed.micro_batch_size = 24 / 8"),
     (["algo=bc", "train.init_policy=null"], "starts from a saved policy"),
     (["algo=dpo", "dpo.batch_size=24"], r"dpo.batch_size / deepspeed.micro_batch_size = 24 / 8"),
-    (["algo=offline_archer"], "a learner group runs"),
+    (["algo=offline_archer", "offline_archer.actor.batch_size=24"],
+     r"offline_archer.actor.batch_size / deepspeed.micro_batch_size = 24 / 8"),
+    (["algo=offline_archer"], r"offline_archer.critic.batch_size / micro_batch_size = 1\)"),
+    (["algo=offline_archer", "train.init_policy=null"], "algo=offline_archer in a learner"),
     (["algo=refit", "refit.batch_size=24"], r"refit.batch_size / deepspeed.micro_batch_size"),
     (["algo=swift", "train.init_policy=null"], "algo=swift in a learner group starts from"),
     (["algo=chai", "chai.critic.batch_size=16", "chai.critic.micro_batch_size=16"],
