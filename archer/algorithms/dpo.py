@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from archer.algorithms import parallel
 from archer.algorithms.agro import episode_logps
 from archer.algorithms.api import Acting, RunContext, engine_acting, save_policy
 from archer.algorithms.bc import Example, check_last_step, offline_engine, turn_examples
@@ -116,18 +115,11 @@ class DPO:
     def learn(self, new: list[Trajectory], iteration: int) -> Metrics:
         order = list(range(len(self.pairs)))
         self.rng.shuffle(order)
-        n_parts = int(self.engine.gradient_accumulation_steps) * parallel.world()[1]
         history = []
         for start in range(0, len(order), self.s.batch_size):
             chosen = [self.pairs[i] for i in order[start : start + self.s.batch_size]]
             p = len(chosen)
             rows, owner = self._rows(chosen)
-            # Micro-batches of whole pairs (slots p' and P + p' are pair p'), each one's rows
-            # by length as policy_step orders them.
-            pair_of = (owner % p).tolist()
-            by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
-            groups = [set(g) for g in parallel.even_parts(p, n_parts)]
-            parts = [[r for r in by_length if pair_of[r] in g] for g in groups]
 
             def loss(logp: torch.Tensor, sub: TokenBatch, idx: list[int], owner=owner,
                      p=p) -> tuple[torch.Tensor, Metrics]:
@@ -140,7 +132,8 @@ class DPO:
                                 n_pairs=p)
 
             history.append(policy_step(self.engine, self.policy, rows, loss,
-                                       micro_batch_size=None, parts=parts, prefix="dpo"))
+                                       micro_batch_size=None, groups=(owner % p).tolist(),
+                                       prefix="dpo"))  # micro-batches of whole pairs
         self.policy.model.eval()
         self.version += 1
         return mean_metrics(history) | {"dpo/pairs": float(len(self.pairs)),

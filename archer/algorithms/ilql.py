@@ -28,7 +28,7 @@ policy's HF export in HF format: `<checkpoint>/ilql_heads/{config.json, model.sa
 One loop iteration is one pass over the dataset's episodes in shuffled steps of `batch_size`
 episodes, with BC's learning-rate schedule; the targets move by `polyak` after every step. A
 token's successor state may be in the next turn's row, so a step is cut into micro-batches of
-whole episodes (`StepRows.parts`), each adding its tokens' terms over the step's token count:
+whole episodes (`policy_step(groups=)`), each adding its tokens' terms over the step's token count:
 in the driver one micro-batch (all the step's turns in one forward), in a learner group
 `batch_size / deepspeed.micro_batch_size` of them, split over the ranks.
 """
@@ -283,19 +283,6 @@ class StepRows:
         per_row = self.batch.action_mask.sum(-1).tolist()
         return int(sum(n for n, real in zip(per_row, self.real, strict=True) if real))
 
-    def parts(self, count: int) -> list[list[int]]:
-        """The rows in `count` micro-batches of whole episodes (near-even episode counts;
-        an episode's successor states stay in its micro-batch), each in order of length as
-        `policy_step` orders rows."""
-        mask = self.batch.attention_mask
-        by_length = sorted(range(len(self.batch)), key=lambda i: int(mask[i].sum()))
-        groups = parallel.even_parts(max(self.episode) + 1, count)
-        owner = {e: k for k, group in enumerate(groups) for e in group}
-        parts: list[list[int]] = [[] for _ in groups]
-        for row in by_length:
-            parts[owner[self.episode[row]]].append(row)
-        return parts
-
 
 def step_rows(policy: Policy, episodes: list[Episode]) -> StepRows:
     obs, ids, reward, next_row, terminal, real, owner = [], [], [], [], [], [], []
@@ -413,10 +400,8 @@ class ILQL:
         for start in range(0, len(order), self.s.batch_size):
             step = step_rows(self.policy, [self.episodes[e]
                                            for e in order[start : start + self.s.batch_size]])
-            parts = step.parts(int(self.engine.gradient_accumulation_steps)
-                               * parallel.world()[1])
             m = policy_step(self.engine, self.policy, step.batch, None, micro_batch_size=None,
-                            parts=parts, prefix="ilql", aux_loss=self._loss(step))
+                            groups=step.episode, prefix="ilql", aux_loss=self._loss(step))
             if not m.get("ilql/skipped"):
                 with self.engine.gathered_parameters(self.heads):  # the Q heads, under ZeRO-3
                     polyak_update(self.targets, self.heads, self.s.polyak)
@@ -429,22 +414,18 @@ class ILQL:
                                         "progress/dataset_episodes": float(len(self.episodes))}
 
     def _refresh_guide(self) -> None:
-        """The acting rule of the current heads, built when they change (at the start, after
-        learn and load: points every learner rank passes together, as reading V under ZeRO-3
-        is a collective)."""
-        with self.engine.gathered_parameters(self.heads.v):
-            self._guide = ValueGuide(self.heads, self.targets, self.s.beta, self.s.top_k)
-
-    def guide(self) -> ValueGuide:
-        """The acting rule of the current heads."""
-        return self._guide
+        """The acting rule of the current heads (`ilql.decoding=guided`; else None), built when
+        they change (at the start, after learn and load: points every learner rank passes
+        together, as reading V under ZeRO-3 is a collective)."""
+        self._guide: ValueGuide | None = None
+        if self.s.decoding == "guided":  # the same on every rank (the config's)
+            with self.engine.gathered_parameters(self.heads.v):
+                self._guide = ValueGuide(self.heads, self.targets, self.s.beta, self.s.top_k)
 
     def acting(self) -> Acting:
-        guided = self.s.decoding == "guided"
         return Acting(policy=self.policy, version=self.version,
-                      gathered=self.engine.gathered_parameters,
-                      chooser=self.guide() if guided else None, chooser_version=self.version,
-                      buckets=self.engine.weight_buckets)
+                      gathered=self.engine.gathered_parameters, chooser=self._guide,
+                      chooser_version=self.version, buckets=self.engine.weight_buckets)
 
     def save(self, directory: Path) -> None:
         save_scheduled(directory, "ilql", self.policy, self.engine, self.scheduler, self.rng,

@@ -96,12 +96,31 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
+def _by_length(rows: TokenBatch) -> list[int]:
+    """The rows' indices from shortest to longest (stable): a micro-batch is cut to its
+    longest row, so rows of similar length share one."""
+    return sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
+
+
+def group_parts(rows: TokenBatch, groups: Sequence[int], count: int) -> list[list[int]]:
+    """`rows` in `count` micro-batches of whole groups (`groups[i]`: row i's group, 0..G-1),
+    near-even in groups, each micro-batch's rows in `_by_length` order."""
+    n_groups = max(groups) + 1 if len(groups) else 0
+    if n_groups < count:
+        raise ValueError(f"{n_groups} groups of rows cannot fill {count} micro-batches")
+    of = {g: k for k, part in enumerate(parallel.even_parts(n_groups, count)) for g in part}
+    parts: list[list[int]] = [[] for _ in range(count)]
+    for i in _by_length(rows):
+        parts[of[int(groups[i])]].append(i)
+    return parts
+
+
 def policy_step(
     engine: Any, policy: Policy, rows: TokenBatch, loss: PolicyLoss | None, *,
     micro_batch_size: int | None, temperature: float = 1.0,
     ref: torch.nn.Module | None = None, kl_coef: float = 0.0, prefix: str = "actor",
     train_mode: bool = False, entropy_coef: float = 0.0, aux_loss: AuxLoss | None = None,
-    parts: Sequence[Sequence[int]] | None = None,
+    groups: Sequence[int] | None = None,
 ) -> Metrics:
     """One optimizer step of `loss` (+ kl_coef x the k3 KL to `ref`, - entropy_coef x the
     mean entropy of pi_T over the step's action tokens, + `aux_loss` on the scores and hidden
@@ -112,29 +131,30 @@ def policy_step(
     each micro-batch loss (already a share of the whole-step loss) is scaled by that count;
     `rows` must split into exactly that many micro-batches of `micro_batch_size`; with None
     they are split into that many near-equal parts (steps whose row count varies, e.g. the
-    turns of a set of episodes); `parts` (with `micro_batch_size` None) gives the
-    micro-batches' rows outright, for a loss that is a sum over groups of rows (DPO's pairs,
-    each the turns of two episodes). RL steps score in eval mode (no
+    turns of a set of episodes); `groups` (with `micro_batch_size` None) gives each row's
+    group, and the micro-batches hold whole groups (`group_parts`), for a loss whose terms
+    each need all the rows of a group (DPO's pairs, each the turns of two episodes; ILQL's
+    episodes, whose turns bootstrap from the next). RL steps score in eval mode (no
     dropout: the scored distribution is the one that acted); `train_mode` keeps dropout on
     (BC, as a regulariser).
     """
     # Micro-batches of rows of similar length (each is cut to its longest row); the loss is
     # normalised over the whole step, so which rows share a micro-batch does not matter.
-    by_length = sorted(range(len(rows)), key=lambda i: int(rows.attention_mask[i].sum()))
     gas = int(engine.gradient_accumulation_steps)
     _, ranks = parallel.world()
     total = gas * ranks  # micro-batches of the whole step, over all ranks
     on_ranks = f" on each of {ranks} learner ranks" if ranks > 1 else ""
-    if parts is not None:
+    if groups is not None:
         if micro_batch_size is not None:
-            raise ValueError("policy_step takes parts or a micro_batch_size, not both")
-        parts = [list(part) for part in parts]
+            raise ValueError("policy_step takes groups or a micro_batch_size, not both")
+        parts = group_parts(rows, groups, total)
     else:
         if micro_batch_size is None and len(rows) < total:
             raise ValueError(f"{len(rows)} rows cannot fill the engine's {gas} micro-batches"
                              f"{on_ranks}")
         split = (_chunks(len(rows), micro_batch_size) if micro_batch_size is not None
                  else parallel.even_parts(len(rows), total))
+        by_length = _by_length(rows)
         parts = [[by_length[i] for i in part] for part in split]
     if len(parts) != total:
         raise ValueError(f"{len(rows)} rows in micro-batches of {micro_batch_size} make "

@@ -204,17 +204,17 @@ class Config:
                            f"micro-batches of one step, {getattr(self, self.algo).micro_batches}"
                            f"), got {n}"))
         # a step's rows (dpo: pairs, ilql: episodes), cut into deepspeed.micro_batch_size parts
-        step = {a: f"{a}.batch_size"
+        step = {a: (f"{a}.batch_size", getattr(self, a).batch_size)
                 for a in ("filtered_bc", "bc", "refit", "swift", "dpo", "ilql")}
-        step["offline_archer"] = "offline_archer.actor.batch_size"
+        step["offline_archer"] = ("offline_archer.actor.batch_size",
+                                  self.offline_archer.actor.batch_size)
         if self.algo in step:
-            section = getattr(self, self.algo)
-            rows = (section.actor if self.algo == "offline_archer" else section).batch_size
+            key, rows = step[self.algo]
             micro = self.deepspeed.micro_batch_size
             if rows % micro or (rows // micro) % n:
                 errors.append(("cluster.learner_ranks", f"must divide the micro-batches of one "
-                               f"step ({step[self.algo]} / deepspeed.micro_batch_size = "
-                               f"{rows} / {micro}, whole), got {n}"))
+                               f"step ({key} / deepspeed.micro_batch_size = {rows} / {micro}, "
+                               f"whole), got {n}"))
         if self.algo == "archer":
             a = self.archer
             micro = self.deepspeed.micro_batch_size

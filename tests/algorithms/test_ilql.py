@@ -146,6 +146,7 @@ def test_a_step_in_micro_batches_of_whole_episodes_adds_up_to_one_micro_batch(po
     whole episodes (bootstrap rows with their episode), each adding its tokens' terms over the
     step's token count: the parts' losses and metrics add up to the one-part step's."""
     from archer.algorithms.ilql import ILQL
+    from archer.algorithms.updates import group_parts
     from archer.config import DeepSpeedConfig, ILQLConfig
     from archer.distributed.engine import build_actor_engine
     from archer.models.policy import attach_head
@@ -168,7 +169,7 @@ def test_a_step_in_micro_batches_of_whole_episodes_adds_up_to_one_micro_batch(po
     assert step.episode == [0, 0, 1, 2, 1]  # the bootstrap row (last) is episode 1's
     assert step.target_tokens() == 2 * len(yes) + 2 * len(no)  # the 4 logged turns
     length = step.batch.attention_mask.sum(-1).tolist()
-    one, two = step.parts(1), step.parts(2)  # episodes [0], [1, 2]
+    one, two = (group_parts(step.batch, step.episode, k) for k in (1, 2))  # episodes [0], [1, 2]
     assert one == [sorted(range(5), key=lambda r: length[r])]
     assert [sorted(p) for p in two] == [[0, 1], [2, 3, 4]]
     assert all(length[a] <= length[b] for p in two for a, b in zip(p, p[1:], strict=False))

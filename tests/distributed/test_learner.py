@@ -204,8 +204,8 @@ def test_two_ranks_of_an_offline_method_take_the_same_steps_as_one(tmp_path, coi
     DeepSpeed engine, DPO its pairs, and they split them over the ranks; offline ArCHer does
     the same for its AWR steps and splits its critic's micro-batches too: the same metrics and
     final weights as a group of one (one epoch: BC's 7 steps of 32 turns, Refit's and Swift's
-    13 steps of 16 episodes, DPO's steps of 16 pairs; offline ArCHer's 3 critic and 3 actor steps; ILQL's
-    13 steps of 16 episodes, whose heads and their targets must match too)."""
+    13 steps of 16 episodes, DPO's steps of 16 pairs; offline ArCHer's 3 critic and 3 actor
+    steps; ILQL's 13 steps of 16 episodes, whose heads and their targets must match too)."""
     def offline(out, ranks):
         cfg = load_config(overrides=[
             *base_overrides(out, coin_sft), f"algo={algo}", f"data.path={coin_data}",
